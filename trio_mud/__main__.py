@@ -1,0 +1,123 @@
+"""``python -m trio_mud``: run the server in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from . import __version__
+from .game import WorldError, load_world
+from .server import Server
+from .settings import Settings
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_mud",
+        description="Run a trio_mud server: connect with telnet, Mudlet or TinTin++.",
+    )
+    parser.add_argument(
+        "--telnet-port",
+        type=int,
+        action="append",
+        metavar="PORT",
+        help=f"telnet port; repeat for several (default {defaults.telnet_ports[0]})",
+    )
+    parser.add_argument(
+        "--interface",
+        default=defaults.interface,
+        help=f"address to listen on; 0.0.0.0 for all (default {defaults.interface})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=defaults.data_dir,
+        help=f"where the database lives (default ./{defaults.data_dir})",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much to log to stderr (default INFO)",
+    )
+    parser.add_argument("--name", default=defaults.server_name, help="the game's name")
+    parser.add_argument(
+        "--world", type=Path, help="a world JSON file to serve instead of the bundled one"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        help=f"seconds of silence before a client is closed, 0 for never "
+        f"(default {defaults.idle_timeout:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help=f"connections open at once (default {defaults.max_connections})",
+    )
+    parser.add_argument("--version", action="version", version=f"trio_mud {__version__}")
+    return parser.parse_args(argv)
+
+
+async def serve(server: Server) -> None:
+    """Run ``server``; the first SIGINT/SIGTERM shuts down cleanly, a second hard."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
+        await server.run()
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(server: Server, hard_stop: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if server.shutting_down:
+                hard_stop.cancel()
+                return
+            logging.getLogger("trio_mud").info(
+                "%s: shutting down (send it again to stop at once)", signal.Signals(signum).name
+            )
+            server.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    defaults = Settings()
+    ports: tuple[int, ...] = tuple(args.telnet_port) if args.telnet_port else defaults.telnet_ports
+    try:
+        settings = Settings(
+            server_name=args.name,
+            interface=args.interface,
+            telnet_ports=ports,
+            data_dir=args.data_dir,
+            idle_timeout=args.idle_timeout,
+            max_connections=args.max_connections,
+        )
+        world = load_world(args.world)
+    except (ValueError, OSError, WorldError) as exc:
+        print(f"trio_mud: {exc}", file=sys.stderr)
+        return 2
+    server = Server(settings, world=world)
+    try:
+        trio.run(serve, server)
+    except OSError as exc:
+        print(f"trio_mud: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Password hashing (argon2id) off the event loop, and name rules."""
+
+from __future__ import annotations
+
+import re
+
+import trio
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from ..settings import Settings
+
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,19}")
+RESERVED_NAMES = frozenset({"admin", "all", "here", "me", "self", "someone", "nobody", "server"})
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be used for a new account, or None if it can."""
+    if not NAME_PATTERN.fullmatch(name):
+        return "Names are 3 to 20 characters: letters, digits, '-' and '_', starting with a letter."
+    if name.casefold() in RESERVED_NAMES:
+        return f"The name {name!r} is reserved."
+    return None
+
+
+def password_problem(settings: Settings, name: str, password: str) -> str | None:
+    """Why ``password`` is not acceptable, or None if it is."""
+    if len(password) < settings.min_password_length:
+        return f"Passwords must be at least {settings.min_password_length} characters long."
+    if len(password) > settings.max_password_length:
+        return f"Passwords must be at most {settings.max_password_length} characters long."
+    if password.casefold() == name.casefold():
+        return "Your password must not be your name."
+    return None
+
+
+class Passwords:
+    """Argon2id hashing in worker threads, a bounded number at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.password_hash_time_cost,
+            memory_cost=settings.password_hash_memory_kib,
+        )
+        self._limiter = trio.CapacityLimiter(settings.password_hash_concurrency)
+        self._dummy_hash: str | None = None
+
+    async def hash(self, password: str) -> str:
+        return await trio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        """Check ``password``; with no stored hash, spend the same time and fail.
+
+        Spending the time for unknown names keeps a login attempt from telling
+        which names exist.
+        """
+        if stored_hash is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash("not a password anyone can type\x00")
+            await trio.to_thread.run_sync(
+                self._verify, self._dummy_hash, password, limiter=self._limiter
+            )
+            return False
+        return await trio.to_thread.run_sync(
+            self._verify, stored_hash, password, limiter=self._limiter
+        )
+
+    def _verify(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(stored_hash)

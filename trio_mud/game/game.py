@@ -1,0 +1,415 @@
+"""The starter game: log in, look around, talk, walk.
+
+Commands follow Evennia's defaults so that people and scripts coming from
+Evennia feel at home: ``connect <name> <password>`` and ``create <name>
+<password>`` at the connection screen; ``look``, ``say`` (``'``), ``pose``
+(``emote``, ``:``), ``who``, ``help``, ``quit`` and exit names once in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from attrs import define, field
+
+from ..handler import HandlerHooks, InputFunc, ServerSession
+from ..settings import Settings
+from .accounts import NAME_PATTERN, Passwords, name_problem, password_problem
+from .store import AccountRecord, CharacterRecord, NameTaken, Store
+from .world import DIRECTION_ALIASES, Room, World
+
+log = logging.getLogger("trio_mud.game")
+
+CommandFunc = Callable[[ServerSession, str], Awaitable[None] | None]
+
+CONNECTION_SCREEN = """\
+==============================================================
+ Welcome to {name}!
+
+ If you have an account, connect to it by typing:
+      connect <name> <password>
+ If you need an account, create one by typing:
+      create <name> <password>
+
+ Type "help" for more, "who" to see who is online, "quit" to
+ leave. "look" shows this screen again.
+=============================================================="""
+
+UNLOGGED_HELP = """\
+Commands at the connection screen:
+  connect <name> <password>   log in to your account
+  create <name> <password>    make a new account and character
+  look                        show the connection screen again
+  who                         list the players online
+  quit                        disconnect"""
+
+HELP_TOPICS = {
+    "look": "look [<target>]\n  Describe your surroundings, a person here,"
+    " or where an exit leads. (l)",
+    "say": "say <message>\n  Speak to everyone in the room. Shortcut: 'Hello there",
+    "pose": "pose <action>\n  Act something out: 'pose waves.' shows 'Ann waves.'"
+    " Also: emote, and :waves",
+    "who": "who\n  List the players online, how long they have been on and how long idle.",
+    "go": "go <exit>\n  Walk through an exit. Typing the exit's name (north, or n) does the same.",
+    "help": "help [<command>]\n  List the commands, or explain one.",
+    "quit": "quit\n  Leave the game. Your character stays where it is until you return.",
+}
+
+
+@define(eq=False)
+class Character:
+    """A character in the world, online or not."""
+
+    id: int
+    account_id: int
+    name: str
+    room: Room
+    session: ServerSession | None = None
+    online_since: float = field(factory=time.time)
+
+
+class Game(HandlerHooks):
+    """The starter game's state and commands.
+
+    Args:
+        settings: the server's configuration.
+        world: rooms and exits.
+        store: the open database.
+    """
+
+    def __init__(self, settings: Settings, world: World, store: Store) -> None:
+        self.settings = settings
+        self.world = world
+        self.store = store
+        self.passwords = Passwords(settings)
+        self.started = time.time()
+        #: Characters in the world, by character id.
+        self.online: dict[int, Character] = {}
+        self._occupants: dict[str, dict[int, Character]] = {key: {} for key in world.rooms}
+        self._unsaved: dict[int, str] = {}
+        self._unsaved_event = trio.Event()
+        self._commands: dict[str, CommandFunc] = {}
+        commands: list[tuple[tuple[str, ...], CommandFunc]] = [
+            (("look", "l"), self.cmd_look),
+            (("say",), self.cmd_say),
+            (("pose", "emote"), self.cmd_pose),
+            (("who",), self.cmd_who),
+            (("help", "?"), self.cmd_help),
+            (("quit",), self.cmd_quit),
+            (("go",), self.cmd_go),
+        ]
+        for names, func in commands:
+            self.add_command(names, func)
+        self._unlogged: dict[str, CommandFunc] = {}
+        unlogged: list[tuple[tuple[str, ...], CommandFunc]] = [
+            (("connect", "conn", "con", "co"), self.cmd_connect),
+            (("create", "cre", "cr"), self.cmd_create),
+            (("look", "l"), self.cmd_screen),
+            (("help", "h", "?"), self.cmd_unlogged_help),
+            (("who",), self.cmd_who),
+            (("quit", "q", "qu"), self.cmd_quit),
+        ]
+        for names, func in unlogged:
+            self.add_command(names, func, logged_in=False)
+
+    def add_command(
+        self, names: tuple[str, ...], func: CommandFunc, *, logged_in: bool = True
+    ) -> None:
+        """Add (or replace) a command under each of ``names``.
+
+        ``func(session, args)`` gets the text after the command word; it may
+        be async. ``logged_in=False`` adds it to the connection screen instead.
+        """
+        table = self._commands if logged_in else self._unlogged
+        for name in names:
+            table[name.lower()] = func
+
+    # -- wiring ----------------------------------------------------------------------
+
+    def inputfuncs(self) -> dict[str, InputFunc]:
+        """The input functions to give the :class:`~trio_mud.handler.Handler`."""
+        return {"text": self.text}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Save characters' locations in the background until cancelled.
+
+        Moves are batched: whatever changed while one save ran goes in the
+        next. On the way out, everything still unsaved is saved.
+        """
+        task_status.started()
+        try:
+            while True:
+                await self._unsaved_event.wait()
+                await self.flush()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Write every unsaved location now."""
+        batch, self._unsaved = self._unsaved, {}
+        self._unsaved_event = trio.Event()
+        try:
+            await self.store.save_locations(batch)
+        except Exception:
+            log.exception("saving %d locations failed; will retry", len(batch))
+            for char_id, room in batch.items():
+                self._unsaved.setdefault(char_id, room)
+
+    def _mark_unsaved(self, char: Character) -> None:
+        self._unsaved[char.id] = char.room.key
+        self._unsaved_event.set()
+
+    # -- session hooks ----------------------------------------------------------------
+
+    def at_session_connect(self, session: ServerSession) -> None:
+        self.cmd_screen(session, "")
+
+    def at_session_disconnect(self, session: ServerSession, reason: str) -> None:
+        char = session.puppet
+        if not isinstance(char, Character):
+            return
+        session.puppet = None
+        char.session = None
+        self._leave_world(char, f"{char.name} has left the game.")
+
+    # -- input -----------------------------------------------------------------------
+
+    def text(self, session: ServerSession, line: str = "", *args: Any, **kwargs: Any) -> Any:
+        """The ``text`` input function: one line the player typed."""
+        line = line.strip()
+        if not line:
+            return None
+        if session.puppet is None:
+            word, _, rest = line.partition(" ")
+            func = self._unlogged.get(word.lower())
+            if func is None:
+                session.msg(f'Command "{word}" is not available. Type "help" for help.')
+                return None
+            return func(session, rest.strip())
+        char = session.puppet
+        if line[0] in "'\"":
+            return self.cmd_say(session, line[1:].strip())
+        if line[0] == ":":
+            return self.cmd_pose(session, line[1:].strip())
+        word, _, rest = line.partition(" ")
+        word = word.lower()
+        func = self._commands.get(word)
+        if func is not None:
+            return func(session, rest.strip())
+        target = self.world.exit_from(char.room, word)
+        if target is not None:
+            self._move(char, target, DIRECTION_ALIASES.get(word, word))
+            return None
+        session.msg(f'Command "{word}" is not available. Type "help" for help.')
+        return None
+
+    # -- the connection screen --------------------------------------------------------
+
+    def cmd_screen(self, session: ServerSession, args: str) -> None:
+        session.msg(CONNECTION_SCREEN.format(name=self.settings.server_name))
+
+    def cmd_unlogged_help(self, session: ServerSession, args: str) -> None:
+        session.msg(UNLOGGED_HELP)
+
+    async def cmd_create(self, session: ServerSession, args: str) -> None:
+        name, _, password = args.partition(" ")
+        password = password.strip()
+        if not name or not password:
+            session.msg("Usage: create <name> <password>")
+            return
+        problem = name_problem(name) or password_problem(self.settings, name, password)
+        if problem is not None:
+            session.msg(problem)
+            return
+        if await self.store.find_account(name) is not None:
+            session.msg(f"Sorry, the name {name!r} is taken. Please choose another.")
+            return
+        password_hash = await self.passwords.hash(password)
+        try:
+            account, record = await self.store.create_account(name, password_hash, self.world.start)
+        except NameTaken:
+            session.msg(f"Sorry, the name {name!r} is taken. Please choose another.")
+            return
+        log.info("sessid %d: created account %r", session.sessid, name)
+        if not session.connected:
+            return  # the client left while we worked
+        session.msg(f"A new account {name!r} was created. Welcome!")
+        self._puppet(session, account, record)
+
+    async def cmd_connect(self, session: ServerSession, args: str) -> None:
+        name, _, password = args.partition(" ")
+        password = password.strip()
+        if not name or not password:
+            session.msg("Usage: connect <name> <password>")
+            return
+        account = await self.store.find_account(name) if NAME_PATTERN.fullmatch(name) else None
+        valid = await self.passwords.verify(
+            None if account is None else account.password_hash, password
+        )
+        if not session.connected:
+            return
+        if account is None or not valid:
+            failures = session.ndb.get("failed_logins", 0) + 1
+            session.ndb["failed_logins"] = failures
+            log.info("sessid %d: failed login (%d)", session.sessid, failures)
+            if failures >= self.settings.max_failed_logins:
+                session.disconnect("Too many failed login attempts. Goodbye.")
+            else:
+                session.msg("Incorrect name or password.")
+            return
+        rehash = None
+        if self.passwords.needs_rehash(account.password_hash):
+            rehash = await self.passwords.hash(password)
+        await self.store.record_login(account.id, rehash)
+        record = await self.store.character_of(account.id)
+        if record is None:
+            session.msg("Your account has no character. Please contact an administrator.")
+            return
+        if not session.connected:
+            return
+        log.info("sessid %d: %r logged in", session.sessid, account.name)
+        self._puppet(session, account, record)
+
+    # -- entering and leaving the world -----------------------------------------------
+
+    def _puppet(
+        self, session: ServerSession, account: AccountRecord, record: CharacterRecord
+    ) -> None:
+        char = self.online.get(record.id)
+        if char is not None and char.session is not None:
+            old = char.session
+            old.puppet = None
+            old.disconnect("Your character was taken over by a new connection.")
+            arrival = f"{char.name} has reconnected."
+        elif char is not None:
+            arrival = f"{char.name} has entered the game."
+        else:
+            room = self.world.rooms.get(record.location) or self.world.rooms[self.world.start]
+            char = Character(record.id, record.account_id, record.name, room)
+            self.online[char.id] = char
+            self._occupants[room.key][char.id] = char
+            arrival = f"{char.name} has entered the game."
+        char.session = session
+        session.puppet = char
+        session.account = account
+        session.uid = account.id
+        session.uname = account.name
+        session.puid = char.id
+        session.logged_in = True
+        session.sync()
+        self._tell_room(char.room, arrival, exclude=char)
+        self.cmd_look(session, "")
+
+    def _leave_world(self, char: Character, announcement: str) -> None:
+        self.online.pop(char.id, None)
+        self._occupants[char.room.key].pop(char.id, None)
+        self._mark_unsaved(char)
+        self._tell_room(char.room, announcement)
+
+    def _move(self, char: Character, target: Room, direction: str) -> None:
+        self._tell_room(char.room, f"{char.name} leaves {direction}.", exclude=char)
+        self._occupants[char.room.key].pop(char.id, None)
+        char.room = target
+        self._occupants[target.key][char.id] = char
+        self._mark_unsaved(char)
+        self._tell_room(target, f"{char.name} arrives.", exclude=char)
+        if char.session is not None:
+            self.cmd_look(char.session, "")
+
+    def _tell_room(self, room: Room, text: str, exclude: Character | None = None) -> None:
+        for other in self._occupants[room.key].values():
+            if other is not exclude and other.session is not None:
+                other.session.msg(text)
+
+    def characters_in(self, room: Room) -> list[Character]:
+        return list(self._occupants[room.key].values())
+
+    # -- in-game commands -------------------------------------------------------------
+
+    def cmd_look(self, session: ServerSession, args: str) -> None:
+        char: Character = session.puppet
+        room = char.room
+        if args:
+            target = self.world.exit_from(room, args)
+            if target is not None:
+                session.msg(f"That way lies {target.name}.")
+                return
+            for other in self.characters_in(room):
+                if other.name.casefold() == args.casefold():
+                    session.msg(f"{other.name} is here, looking much like anyone else.")
+                    return
+            session.msg(f"You see no {args!r} here.")
+            return
+        lines = [room.name, room.desc]
+        others = sorted(c.name for c in self.characters_in(room) if c is not char)
+        if others:
+            lines.append("Also here: " + ", ".join(others) + ".")
+        exits = ", ".join(room.exits) if room.exits else "none"
+        lines.append(f"Exits: {exits}.")
+        session.msg("\n".join(lines))
+
+    def cmd_say(self, session: ServerSession, args: str) -> None:
+        if not args:
+            session.msg("Say what?")
+            return
+        char: Character = session.puppet
+        session.msg(f'You say, "{args}"')
+        self._tell_room(char.room, f'{char.name} says, "{args}"', exclude=char)
+
+    def cmd_pose(self, session: ServerSession, args: str) -> None:
+        if not args:
+            session.msg("Pose what?")
+            return
+        char: Character = session.puppet
+        self._tell_room(char.room, f"{char.name} {args}")
+
+    def cmd_who(self, session: ServerSession, args: str) -> None:
+        now = time.time()
+        chars = sorted(self.online.values(), key=lambda c: c.name.casefold())
+        playing = [c for c in chars if c.session is not None]
+        lines = [f"Players online ({len(playing)}):"]
+        for char in playing:
+            assert char.session is not None
+            on_for = _duration(now - char.online_since)
+            idle = _duration(now - char.session.cmd_last_visible)
+            lines.append(f"  {char.name:<20} on {on_for:>6}  idle {idle:>6}")
+        session.msg("\n".join(lines))
+
+    def cmd_help(self, session: ServerSession, args: str) -> None:
+        topic = args.strip().lower()
+        if topic:
+            topic = {"l": "look", "emote": "pose", "?": "help"}.get(topic, topic)
+            text = HELP_TOPICS.get(topic)
+            session.msg(text if text else f'No help on {args!r}. Type "help" for a list.')
+            return
+        lines = ["Commands:"]
+        lines += [f"  {body.splitlines()[0]}" for body in HELP_TOPICS.values()]
+        lines.append('Type "help <command>" for more.')
+        session.msg("\n".join(lines))
+
+    def cmd_go(self, session: ServerSession, args: str) -> None:
+        char: Character = session.puppet
+        target = self.world.exit_from(char.room, args) if args else None
+        if target is None:
+            session.msg("You can't go that way." if args else "Go where?")
+            return
+        self._move(char, target, DIRECTION_ALIASES.get(args.lower(), args.lower()))
+
+    def cmd_quit(self, session: ServerSession, args: str) -> None:
+        session.disconnect("Goodbye! Come back soon.")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"

@@ -1,0 +1,222 @@
+"""Accounts and characters in SQLite.
+
+One connection, used by one worker thread at a time (a capacity limiter of
+one serialises every call), so the event loop never touches the database.
+
+Resource handling:
+    :meth:`Store.open` is an async context manager; the connection is closed
+    when it exits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+from attrs import frozen
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE accounts (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL,
+    name_key      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    is_admin      INTEGER NOT NULL DEFAULT 0,
+    created_at    REAL NOT NULL,
+    last_login    REAL
+);
+CREATE TABLE characters (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    name_key   TEXT NOT NULL UNIQUE,
+    location   TEXT NOT NULL
+);
+CREATE INDEX characters_account ON characters(account_id);
+"""
+
+
+class NameTaken(Exception):
+    """An account or character by that name exists already."""
+
+
+class StoreError(Exception):
+    """The database is not one this version of trio_mud can use."""
+
+
+@frozen
+class AccountRecord:
+    id: int
+    name: str
+    password_hash: str
+    is_admin: bool
+
+
+@frozen
+class CharacterRecord:
+    id: int
+    account_id: int
+    name: str
+    location: str
+
+
+def name_key(name: str) -> str:
+    """The form names are compared in: case-insensitive."""
+    return name.casefold()
+
+
+class Store:
+    """Async access to the game database. Create it with :meth:`open`."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path) -> AsyncIterator[Store]:
+        """Open (creating if needed) the database at ``path``."""
+        connection = await trio.to_thread.run_sync(_connect, path)
+        store = cls(connection)
+        try:
+            yield store
+        finally:
+            with trio.CancelScope(shield=True):
+                await store._run(connection.close)
+
+    async def _run(self, func: Callable[..., T], *args: object) -> T:
+        return await trio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
+    # -- accounts ------------------------------------------------------------------
+
+    async def create_account(
+        self, name: str, password_hash: str, location: str
+    ) -> tuple[AccountRecord, CharacterRecord]:
+        """Create an account and its character of the same name.
+
+        Raises:
+            NameTaken: the name is in use (compared case-insensitively).
+        """
+        return await self._run(self._create_account, name, password_hash, location)
+
+    def _create_account(
+        self, name: str, password_hash: str, location: str
+    ) -> tuple[AccountRecord, CharacterRecord]:
+        key = name_key(name)
+        try:
+            with self._db:
+                cur = self._db.execute(
+                    "INSERT INTO accounts (name, name_key, password_hash, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (name, key, password_hash, time.time()),
+                )
+                account_id = cur.lastrowid
+                assert account_id is not None
+                cur = self._db.execute(
+                    "INSERT INTO characters (account_id, name, name_key, location)"
+                    " VALUES (?, ?, ?, ?)",
+                    (account_id, name, key, location),
+                )
+                character_id = cur.lastrowid
+                assert character_id is not None
+        except sqlite3.IntegrityError as exc:
+            raise NameTaken(name) from exc
+        return (
+            AccountRecord(account_id, name, password_hash, False),
+            CharacterRecord(character_id, account_id, name, location),
+        )
+
+    async def find_account(self, name: str) -> AccountRecord | None:
+        return await self._run(self._find_account, name)
+
+    def _find_account(self, name: str) -> AccountRecord | None:
+        row = self._db.execute(
+            "SELECT id, name, password_hash, is_admin FROM accounts WHERE name_key = ?",
+            (name_key(name),),
+        ).fetchone()
+        return None if row is None else AccountRecord(row[0], row[1], row[2], bool(row[3]))
+
+    async def record_login(self, account_id: int, new_password_hash: str | None = None) -> None:
+        """Note a successful login; store a re-hashed password if given."""
+        await self._run(self._record_login, account_id, new_password_hash)
+
+    def _record_login(self, account_id: int, new_password_hash: str | None) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE accounts SET last_login = ? WHERE id = ?", (time.time(), account_id)
+            )
+            if new_password_hash is not None:
+                self._db.execute(
+                    "UPDATE accounts SET password_hash = ? WHERE id = ?",
+                    (new_password_hash, account_id),
+                )
+
+    async def set_admin(self, name: str, is_admin: bool = True) -> bool:
+        """Grant or revoke admin rights; False if there is no such account."""
+        return await self._run(self._set_admin, name, is_admin)
+
+    def _set_admin(self, name: str, is_admin: bool) -> bool:
+        with self._db:
+            cur = self._db.execute(
+                "UPDATE accounts SET is_admin = ? WHERE name_key = ?",
+                (int(is_admin), name_key(name)),
+            )
+        return cur.rowcount == 1
+
+    # -- characters ----------------------------------------------------------------
+
+    async def character_of(self, account_id: int) -> CharacterRecord | None:
+        return await self._run(self._character_of, account_id)
+
+    def _character_of(self, account_id: int) -> CharacterRecord | None:
+        row = self._db.execute(
+            "SELECT id, account_id, name, location FROM characters"
+            " WHERE account_id = ? ORDER BY id LIMIT 1",
+            (account_id,),
+        ).fetchone()
+        return None if row is None else CharacterRecord(*row)
+
+    async def save_locations(self, locations: Mapping[int, str]) -> None:
+        """Store ``character id -> room key`` in one transaction."""
+        if locations:
+            await self._run(self._save_locations, dict(locations))
+
+    def _save_locations(self, locations: dict[int, str]) -> None:
+        with self._db:
+            self._db.executemany(
+                "UPDATE characters SET location = ? WHERE id = ?",
+                [(room, char_id) for char_id, room in locations.items()],
+            )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA busy_timeout = 5000")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            connection.executescript(
+                f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+        elif version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} has schema version {version}; this trio_mud knows {SCHEMA_VERSION}"
+            )
+        # From here on, "with connection:" makes each block one transaction.
+        connection.isolation_level = "DEFERRED"
+    except BaseException:
+        connection.close()
+        raise
+    return connection

@@ -1,0 +1,272 @@
+"""The handler: the one task that owns game state.
+
+It reads the portal's inbound channel, keeps a :class:`ServerSession` for
+every connection, and calls an *input function* for each input by its command
+name (``text`` for typed lines, other names for out-of-band data). Output goes
+back through the portal's ``send_nowait``, which never blocks: a client that
+cannot keep up is the portal's problem, never the handler's.
+
+An input function is ``func(session, *args, **kwargs)``. It may be a plain
+function or an async one. Async input functions (the ones that hash a password
+or touch the database) run as child tasks, so other sessions carry on; the
+inputs of the *same* session wait until it finishes, so every session's
+commands run in the order they were typed.
+
+Error handling:
+    An exception from an input function or hook is logged with the sessid;
+    that session is told something went wrong, and nothing else is affected.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+from attrs import define, field, frozen
+
+from .messages import Connect, DataIn, DataOut, Disconnect, PortalMessage, SessionUpdate, SyncData
+from .nursery_portal import PortalLink, _normalize
+from .session import Session
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .nursery_portal import Portal
+
+log = logging.getLogger("trio_mud.handler")
+
+InputFunc = Callable[..., Awaitable[None] | None]
+
+ERROR_MESSAGE = "Something went wrong running that command. It has been logged."
+
+
+class HandlerHooks:
+    """What a game tells the handler about sessions coming and going.
+
+    Subclass it and override what you need; every method may be left alone.
+    """
+
+    def at_session_connect(self, session: ServerSession) -> None:
+        """A new client connected (show it the connection screen)."""
+
+    def at_session_disconnect(self, session: ServerSession, reason: str) -> None:
+        """A session ended, whichever side ended it."""
+
+    def at_session_sync(self, session: ServerSession) -> None:
+        """A session was rebuilt from a snapshot after a handler restart."""
+
+
+@define(eq=False)
+class ServerSession(Session):
+    """The handler's copy of a session, with what the game hangs on it."""
+
+    handler: Handler | None = field(default=None, kw_only=True, repr=False)
+    #: The game's account and puppet objects (their ids are ``uid``/``puid``).
+    account: Any = field(default=None, kw_only=True)
+    puppet: Any = field(default=None, kw_only=True)
+    #: Scratch space for the game, not synced (Evennia's ``ndb``).
+    ndb: dict[str, Any] = field(factory=dict, kw_only=True)
+    _pending: deque[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(
+        factory=deque, kw_only=True, repr=False
+    )
+    _busy: bool = field(default=False, kw_only=True, repr=False)
+
+    @property
+    def connected(self) -> bool:
+        """False once the session has ended (check it after an ``await``)."""
+        return self.handler is not None
+
+    def data_out(self, **kwargs: Any) -> None:
+        """Send ``cmdname=(args, kwargs)`` to the client. Never blocks."""
+        if self.handler is None:
+            return
+        for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
+            self.handler.send_nowait(DataOut(self.sessid, cmdname, args, cmd_kwargs))
+
+    def msg(self, text: str | None = None, **kwargs: Any) -> None:
+        """Evennia's shortcut: ``session.msg("Hello")``."""
+        if text is not None:
+            kwargs["text"] = text
+        self.data_out(**kwargs)
+
+    def data_in(self, **kwargs: Any) -> None:
+        """Run input for this session, as if the client had sent it."""
+        if self.handler is None:
+            return
+        for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
+            self.handler._queue_input(self, cmdname, args, cmd_kwargs)
+
+    def disconnect(self, reason: str | None = None) -> None:
+        """Close the client's connection, showing ``reason`` first."""
+        if self.handler is not None:
+            self.handler.disconnect(self, reason or "")
+
+    def sync(self) -> None:
+        """Tell the portal this session's sync data (after login, say)."""
+        if self.handler is not None:
+            self.handler.send_nowait(SessionUpdate(self.sessid, self.get_sync_data()))
+
+    def at_sync(self) -> None:
+        if self.handler is not None:
+            self.handler._call_hook("at_session_sync", self)
+
+
+@frozen
+class HandlerStatistics:
+    """A snapshot of the handler's counters."""
+
+    sessions: int
+    inputs_handled: int
+    input_errors: int
+    busy_sessions: int
+
+
+class Handler:
+    """Dispatches every session's input to input functions.
+
+    Args:
+        settings: the server's configuration.
+        inputfuncs: command name -> input function. ``"text"`` receives typed
+            lines; ``"default"``, if given, receives anything unnamed.
+        hooks: session lifecycle callbacks (a :class:`HandlerHooks`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        inputfuncs: Mapping[str, InputFunc],
+        *,
+        hooks: HandlerHooks | None = None,
+    ) -> None:
+        self.settings = settings
+        self.inputfuncs = dict(inputfuncs)
+        self.hooks = hooks if hooks is not None else HandlerHooks()
+        self.sessions: dict[int, ServerSession] = {}
+        self._link: PortalLink | None = None
+        self._nursery: trio.Nursery | None = None
+        self._inputs_handled = 0
+        self._input_errors = 0
+
+    # -- running -------------------------------------------------------------------
+
+    async def run(
+        self, portal: Portal, *, task_status: trio.TaskStatus[Handler] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Attach to ``portal`` and handle its messages until it closes."""
+        link = portal.attach()
+        self._link = link
+        async with link.inbound, trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for sync_data in link.snapshot:
+                self._load(sync_data)
+            task_status.started(self)
+            async for message in link.inbound:
+                self.handle_message(message)
+            nursery.cancel_scope.cancel()
+
+    def statistics(self) -> HandlerStatistics:
+        return HandlerStatistics(
+            sessions=len(self.sessions),
+            inputs_handled=self._inputs_handled,
+            input_errors=self._input_errors,
+            busy_sessions=sum(1 for s in self.sessions.values() if s._busy),
+        )
+
+    # -- messages from the portal ------------------------------------------------------
+
+    def handle_message(self, message: PortalMessage) -> None:
+        """Act on one message from the portal."""
+        session = self.sessions.get(message.sessid)
+        if isinstance(message, Connect):
+            if session is not None:  # already known from the snapshot
+                session.load_sync_data(message.sync_data)
+            else:
+                self._call_hook("at_session_connect", self._new_session(message.sync_data))
+        elif session is None:
+            log.debug("sessid %d is gone; dropped %r", message.sessid, message)
+        elif isinstance(message, DataIn):
+            self._queue_input(session, message.cmdname, message.args, message.kwargs)
+        elif isinstance(message, Disconnect):
+            del self.sessions[message.sessid]
+            self._call_hook("at_session_disconnect", session, message.reason)
+            session.handler = None
+        else:
+            session.load_sync_data(message.sync_data)
+
+    def _new_session(self, sync_data: SyncData) -> ServerSession:
+        session = ServerSession(handler=self, sync_attrs=self.settings.session_sync_attrs)
+        session.load_sync_data(sync_data)
+        self.sessions[session.sessid] = session
+        return session
+
+    def _load(self, sync_data: SyncData) -> None:
+        session = self._new_session(sync_data)
+        session.at_sync()
+
+    # -- towards the portal --------------------------------------------------------------
+
+    def send_nowait(self, message: DataOut | Disconnect | SessionUpdate) -> None:
+        if self._link is not None:
+            self._link.send_nowait(message)
+
+    def disconnect(self, session: ServerSession, reason: str = "") -> None:
+        """End ``session``: the game forgets it now, the client after ``reason``."""
+        if self.sessions.pop(session.sessid, None) is None:
+            return
+        self._call_hook("at_session_disconnect", session, reason)
+        self.send_nowait(Disconnect(session.sessid, reason))
+        session.handler = None
+
+    # -- input dispatch ------------------------------------------------------------------
+
+    def _queue_input(
+        self, session: ServerSession, cmdname: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        session._pending.append((cmdname, args, kwargs))
+        self._run_pending(session)
+
+    def _run_pending(self, session: ServerSession) -> None:
+        while session._pending and not session._busy and session.handler is self:
+            cmdname, args, kwargs = session._pending.popleft()
+            func = self.inputfuncs.get(cmdname) or self.inputfuncs.get("default")
+            if cmdname == "text":
+                typed = str(args[0]).strip() if args else ""
+                session.update_session_counters(idle=typed == self.settings.idle_command)
+            else:
+                session.update_session_counters(idle=True)
+            if func is None:
+                log.debug("sessid %d: no input function for %r", session.sessid, cmdname)
+                continue
+            self._inputs_handled += 1
+            try:
+                result = func(session, *args, **kwargs)
+            except Exception:
+                self._report_error(session, cmdname)
+                continue
+            if inspect.isawaitable(result):
+                assert self._nursery is not None, "Handler.run() is not running"
+                session._busy = True
+                self._nursery.start_soon(self._finish, session, cmdname, result)
+
+    async def _finish(self, session: ServerSession, cmdname: str, result: Awaitable[None]) -> None:
+        try:
+            await result
+        except Exception:
+            self._report_error(session, cmdname)
+        finally:
+            session._busy = False
+        self._run_pending(session)
+
+    def _report_error(self, session: ServerSession, cmdname: str) -> None:
+        self._input_errors += 1
+        log.exception("sessid %d: input function %r failed", session.sessid, cmdname)
+        session.msg(ERROR_MESSAGE)
+
+    def _call_hook(self, name: str, session: ServerSession, *args: Any) -> None:
+        try:
+            getattr(self.hooks, name)(session, *args)
+        except Exception:
+            log.exception("sessid %d: hook %s failed", session.sessid, name)

@@ -1,0 +1,127 @@
+"""Configuration: one frozen attrs object, passed in wherever it is needed.
+
+Names follow Evennia's settings (``MAX_CHAR_LIMIT`` becomes
+``max_char_limit``) so that operators coming from Evennia find their way.
+Every limit the server enforces is a field here, with a default that suits a
+small public game.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+#: The session attributes that travel between portal and handler (Evennia's
+#: ``SESSION_SYNC_ATTRS``).
+DEFAULT_SESSION_SYNC_ATTRS: tuple[str, ...] = (
+    "protocol_key",
+    "address",
+    "suid",
+    "sessid",
+    "uid",
+    "csessid",
+    "uname",
+    "logged_in",
+    "puid",
+    "conn_time",
+    "cmd_last",
+    "cmd_last_visible",
+    "cmd_total",
+    "protocol_flags",
+    "server_data",
+)
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+
+
+def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be zero or positive, not {value!r}")
+
+
+def _ports(
+    instance: Any, attribute: attrs.Attribute[tuple[int, ...]], value: tuple[int, ...]
+) -> None:
+    for port in value:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{attribute.name}: {port} is not a TCP port")
+
+
+@frozen
+class Settings:
+    """Everything an operator can tune. All fields have sane defaults.
+
+    Time is in seconds, sizes in bytes or characters as named.
+    """
+
+    # -- identity -----------------------------------------------------------
+    server_name: str = "trio_mud"
+
+    # -- listeners ----------------------------------------------------------
+    #: Interface the listeners bind to. Use "0.0.0.0" to accept the world.
+    interface: str = "127.0.0.1"
+    #: Telnet ports; 0 picks a free port (tests read it back).
+    telnet_ports: tuple[int, ...] = field(default=(4000,), converter=tuple, validator=_ports)
+    #: Where the database and other state live.
+    data_dir: Path = field(default=Path("trio_mud_data"), converter=Path)
+
+    # -- per-connection limits (portal) -------------------------------------
+    #: Longest accepted input line, in characters (Evennia's MAX_CHAR_LIMIT).
+    max_char_limit: int = field(default=6000, validator=_positive)
+    #: Hard cap on a partial line the client has not ended yet, in bytes.
+    #: Going over it is a protocol error that closes the connection.
+    max_partial_line: int = field(default=64 * 1024, validator=_positive)
+    #: Hard cap on one telnet subnegotiation, in bytes.
+    max_subnegotiation: int = field(default=16 * 1024, validator=_positive)
+    #: Commands a session may send per second; bursts up to
+    #: ``command_rate_burst`` (Evennia's MAX_COMMAND_RATE).
+    max_command_rate: float = field(default=80.0, validator=_positive)
+    command_rate_burst: int = field(default=80, validator=_positive)
+    command_rate_warning: str = "You entered commands too fast; wait a moment and try again."
+    #: New connections per second from one address, with a burst allowance
+    #: (Evennia's MAX_CONNECTION_RATE).
+    max_connection_rate: float = field(default=5.0, validator=_positive)
+    connection_rate_burst: int = field(default=20, validator=_positive)
+    #: Connections open at once, over all addresses.
+    max_connections: int = field(default=4096, validator=_positive)
+    #: Seconds without input before a session is closed; 0 disables
+    #: (Evennia's IDLE_TIMEOUT).
+    idle_timeout: float = field(default=3600.0, validator=_non_negative)
+    #: Messages queued for one client before it counts as "not reading" and
+    #: is disconnected.
+    max_output_queue: int = field(default=1024, validator=_positive)
+    #: Seconds one socket write may take before the client counts as stalled.
+    write_timeout: float = field(default=60.0, validator=_positive)
+    #: Messages from all connections waiting for the handler.
+    inbound_queue_size: int = field(default=4096, validator=_positive)
+    #: Character encodings a client may pick (Evennia's ENCODINGS).
+    encodings: tuple[str, ...] = field(default=("utf-8", "latin-1", "ISO-8859-1"), converter=tuple)
+
+    # -- sessions and shutdown ------------------------------------------------
+    session_sync_attrs: tuple[str, ...] = field(default=DEFAULT_SESSION_SYNC_ATTRS, converter=tuple)
+    #: Text typed that counts as a keepalive rather than a command.
+    idle_command: str = "idle"
+    #: Seconds a clean shutdown waits for goodbyes to reach clients.
+    shutdown_grace: float = field(default=3.0, validator=_positive)
+    shutdown_message: str = "The server is shutting down. Goodbye!"
+
+    # -- accounts -------------------------------------------------------------
+    min_password_length: int = field(default=8, validator=_positive)
+    max_password_length: int = field(default=128, validator=_positive)
+    #: Failed logins one connection may make before it is closed.
+    max_failed_logins: int = field(default=5, validator=_positive)
+    #: Argon2id cost. Every hash holds ``password_hash_memory_kib`` of memory,
+    #: so at most ``password_hash_concurrency`` run at once.
+    password_hash_time_cost: int = field(default=3, validator=_positive)
+    password_hash_memory_kib: int = field(default=64 * 1024, validator=_positive)
+    password_hash_concurrency: int = field(default=4, validator=_positive)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "trio_mud.sqlite3"

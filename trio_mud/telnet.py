@@ -1,0 +1,432 @@
+"""A sans-I/O telnet protocol: bytes in, events out, bytes to send out.
+
+Nothing here does I/O or reads a clock; :mod:`trio_mud.nursery_portal` owns
+the socket and time. Feed what the client sent to
+:meth:`TelnetProtocol.receive_data`, act on the events it returns, and write
+:meth:`TelnetProtocol.bytes_to_send` (negotiation replies) to the client.
+
+Option negotiation follows RFC 1143's Q method, so no pair of peers can loop
+and every request for an option we do not support is refused exactly once.
+Which options we accept is policy given to the constructor.
+
+Error handling:
+    A client that breaks a hard limit (a partial line or subnegotiation over
+    its cap) raises :class:`TelnetProtocolError` from ``receive_data``; its
+    ``reply`` is a message for the client. The caller should send it and close
+    the connection. No other exception escapes ``receive_data`` for any input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import IntEnum
+
+from attrs import frozen
+
+# -- telnet bytes ----------------------------------------------------------------
+
+IAC = 255
+DONT = 254
+DO = 253
+WONT = 252
+WILL = 251
+SB = 250
+GA = 249
+EL = 248  # erase line
+EC = 247  # erase character
+AYT = 246  # are you there
+AO = 245
+IP = 244
+BRK = 243
+DM = 242
+NOP = 241
+SE = 240
+EOR = 239  # the EOR command (RFC 885), not the option
+
+NUL = 0
+LF = 10
+CR = 13
+
+
+class Opt(IntEnum):
+    """Telnet option codes a MUD server meets."""
+
+    BINARY = 0
+    ECHO = 1
+    SGA = 3
+    STATUS = 5
+    TIMING_MARK = 6
+    TTYPE = 24
+    EOR = 25
+    NAWS = 31
+    TSPEED = 32
+    LFLOW = 33
+    LINEMODE = 34
+    XDISPLOC = 35
+    ENVIRON = 36
+    NEW_ENVIRON = 39
+    CHARSET = 42
+    MSDP = 69
+    MSSP = 70
+    MCCP2 = 86
+    MCCP3 = 87
+    MSP = 90
+    MXP = 91
+    ATCP = 200
+    GMCP = 201
+
+
+# -- events --------------------------------------------------------------------
+
+
+@frozen
+class TextLine:
+    """A complete line of input, without its line ending, still encoded."""
+
+    data: bytes
+
+
+@frozen
+class Command:
+    """A bare telnet command such as ``IAC AYT`` or ``IAC IP``."""
+
+    code: int
+
+
+@frozen
+class OptionChange:
+    """An option became enabled or disabled.
+
+    ``local`` options are ours (we WILL them: ECHO, GMCP, ...); remote ones
+    are the client's (it WILL do them: NAWS, TTYPE, ...).
+    """
+
+    option: int
+    local: bool
+    enabled: bool
+
+
+@frozen
+class Subnegotiation:
+    """``IAC SB option payload IAC SE``, with IAC doubling undone."""
+
+    option: int
+    payload: bytes
+
+
+Event = TextLine | Command | OptionChange | Subnegotiation
+
+
+class TelnetProtocolError(Exception):
+    """The client broke a limit; ``reply`` is a message to show it."""
+
+    def __init__(self, reason: str, reply: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.reply = reply
+
+
+# -- RFC 1143 option state ---------------------------------------------------------
+
+
+class _Q(IntEnum):
+    NO = 0
+    YES = 1
+    WANTNO = 2
+    WANTYES = 3
+
+
+class _OptionState:
+    """One option's state on one side, with the Q method's queue bit."""
+
+    __slots__ = ("opposite", "state")
+
+    def __init__(self) -> None:
+        self.state = _Q.NO
+        self.opposite = False
+
+
+# The parser's states.
+_DATA, _IAC, _NEGOTIATE, _SB_OPTION, _SB, _SB_IAC = range(6)
+
+_SPECIAL = re.compile(rb"[\xff\r\n\x00]")
+
+
+class TelnetProtocol:
+    """State of one telnet connection, server side.
+
+    Args:
+        local_options: options we are willing to enable on our side when the
+            client asks (``DO x`` gets ``WILL x``). All others get ``WONT``.
+        remote_options: options we are willing to let the client enable
+            (``WILL x`` gets ``DO x``). All others get ``DONT``.
+        max_partial_line: cap, in bytes, on input without a line ending.
+        max_subnegotiation: cap, in bytes, on one subnegotiation payload.
+    """
+
+    def __init__(
+        self,
+        *,
+        local_options: Iterable[int] = (),
+        remote_options: Iterable[int] = (),
+        max_partial_line: int = 64 * 1024,
+        max_subnegotiation: int = 16 * 1024,
+    ) -> None:
+        self.local_options = frozenset(local_options)
+        self.remote_options = frozenset(remote_options)
+        self.max_partial_line = max_partial_line
+        self.max_subnegotiation = max_subnegotiation
+        self._us: dict[int, _OptionState] = {}
+        self._him: dict[int, _OptionState] = {}
+        self._outgoing = bytearray()
+        self._line = bytearray()
+        self._sb = bytearray()
+        self._state = _DATA
+        self._verb = 0
+        self._sb_option = 0
+        self._after_cr = False
+
+    # -- queries -----------------------------------------------------------------
+
+    def local_enabled(self, option: int) -> bool:
+        """Whether our side of ``option`` is on (we said WILL, they said DO)."""
+        state = self._us.get(option)
+        return state is not None and state.state is _Q.YES
+
+    def remote_enabled(self, option: int) -> bool:
+        """Whether the client's side of ``option`` is on."""
+        state = self._him.get(option)
+        return state is not None and state.state is _Q.YES
+
+    @property
+    def partial_line(self) -> bytes:
+        """Input received since the last line ending."""
+        return bytes(self._line)
+
+    # -- output --------------------------------------------------------------------
+
+    def bytes_to_send(self) -> bytes:
+        """Negotiation bytes produced since the last call; empties the buffer."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def request_local(self, option: int, enable: bool) -> None:
+        """Ask to turn our side of ``option`` on (WILL) or off (WONT)."""
+        self._request(self._us, option, enable, WILL, WONT)
+
+    def request_remote(self, option: int, enable: bool) -> None:
+        """Ask the client to turn its side of ``option`` on (DO) or off (DONT)."""
+        self._request(self._him, option, enable, DO, DONT)
+
+    def send_subnegotiation(self, option: int, payload: bytes) -> None:
+        """Queue ``IAC SB option payload IAC SE``, doubling IAC in the payload."""
+        self._outgoing += bytes((IAC, SB, option))
+        self._outgoing += payload.replace(b"\xff", b"\xff\xff")
+        self._outgoing += bytes((IAC, SE))
+
+    @staticmethod
+    def encode_text(text: str, encoding: str = "utf-8") -> bytes:
+        """Text as telnet wants it: CR LF line endings, IAC doubled.
+
+        Unencodable characters become ``?``.
+        """
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        data = text.replace("\n", "\r\n").encode(encoding, errors="replace")
+        if b"\xff" in data:
+            data = data.replace(b"\xff", b"\xff\xff")
+        return data
+
+    def go_ahead(self) -> bytes:
+        """The bytes that end a prompt: ``IAC EOR`` if EOR is on, else ``IAC GA``.
+
+        Nothing when the client suppressed go-ahead and did not ask for EOR.
+        """
+        if self.local_enabled(Opt.EOR):
+            return bytes((IAC, EOR))
+        if self.local_enabled(Opt.SGA):
+            return b""
+        return bytes((IAC, GA))
+
+    # -- input ---------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse bytes from the client; return the events they complete."""
+        events: list[Event] = []
+        pos = 0
+        end = len(data)
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                match = _SPECIAL.search(data, pos)
+                stop = match.start() if match else end
+                if stop > pos:
+                    self._after_cr = False
+                    self._line += data[pos:stop]
+                    if len(self._line) > self.max_partial_line:
+                        self._line.clear()
+                        raise TelnetProtocolError(
+                            f"partial line over {self.max_partial_line} bytes",
+                            "Your input line was far too long; closing the connection.",
+                        )
+                    pos = stop
+                    continue
+                byte = data[pos]
+                pos += 1
+                if byte == IAC:
+                    self._state = _IAC
+                elif byte == CR:
+                    events.append(self._end_line())
+                    self._after_cr = True
+                elif byte in (LF, NUL):
+                    if self._after_cr:
+                        self._after_cr = False  # the second half of CR LF / CR NUL
+                    elif byte == LF:
+                        events.append(self._end_line())
+                    # A NUL that does not follow CR carries nothing: drop it.
+            elif state == _IAC:
+                byte = data[pos]
+                pos += 1
+                self._command(byte, events)
+            elif state == _NEGOTIATE:
+                option = data[pos]
+                pos += 1
+                self._state = _DATA
+                self._receive_negotiation(self._verb, option, events)
+            elif state == _SB_OPTION:
+                self._sb_option = data[pos]
+                pos += 1
+                self._sb.clear()
+                self._state = _SB
+            elif state == _SB:
+                stop = data.find(b"\xff", pos)
+                if stop < 0:
+                    stop = end
+                self._sb += data[pos:stop]
+                if len(self._sb) > self.max_subnegotiation:
+                    self._sb.clear()
+                    raise TelnetProtocolError(
+                        f"subnegotiation of option {self._sb_option} over "
+                        f"{self.max_subnegotiation} bytes",
+                        "Your client sent an oversized telnet subnegotiation; "
+                        "closing the connection.",
+                    )
+                if stop < end:
+                    self._state = _SB_IAC
+                    pos = stop + 1
+                else:
+                    pos = end
+            else:  # _SB_IAC
+                byte = data[pos]
+                pos += 1
+                if byte == IAC:
+                    self._sb.append(IAC)
+                    self._state = _SB
+                elif byte == SE:
+                    self._state = _DATA
+                    events.append(Subnegotiation(self._sb_option, bytes(self._sb)))
+                    self._sb.clear()
+                else:
+                    # RFC 855 leaves this undefined. Most servers end the
+                    # subnegotiation and read the byte as a command, which
+                    # recovers from a client that forgot IAC SE.
+                    self._state = _DATA
+                    self._sb.clear()
+                    self._command(byte, events)
+        return events
+
+    def _end_line(self) -> TextLine:
+        line = TextLine(bytes(self._line))
+        self._line.clear()
+        return line
+
+    def _command(self, byte: int, events: list[Event]) -> None:
+        self._state = _DATA
+        if byte == IAC:  # an escaped 255 data byte
+            self._after_cr = False
+            self._line.append(IAC)
+        elif byte in (WILL, WONT, DO, DONT):
+            self._verb = byte
+            self._state = _NEGOTIATE
+        elif byte == SB:
+            self._state = _SB_OPTION
+        elif byte == EC:
+            if self._line:
+                del self._line[-1]
+        elif byte == EL:
+            self._line.clear()
+        elif byte == AYT:
+            self._outgoing += b"\r\n[Yes]\r\n"
+            events.append(Command(byte))
+        elif byte in (NOP, DM, GA, EOR, SE):
+            pass  # nothing to do; SE without SB is noise
+        else:
+            events.append(Command(byte))
+
+    # -- RFC 1143 --------------------------------------------------------------------
+
+    def _receive_negotiation(self, verb: int, option: int, events: list[Event]) -> None:
+        if verb in (WILL, WONT):
+            table, local, accept = self._him, False, option in self.remote_options
+            yes, no = DO, DONT
+        else:
+            table, local, accept = self._us, True, option in self.local_options
+            yes, no = WILL, WONT
+        opt = table.setdefault(option, _OptionState())
+        before = opt.state
+        if verb in (WILL, DO):  # the peer wants the option on
+            if opt.state is _Q.NO:
+                if accept:
+                    opt.state = _Q.YES
+                    self._send_verb(yes, option)
+                else:
+                    self._send_verb(no, option)
+            elif opt.state is _Q.WANTNO:
+                # An answer to our refusal that says "yes" is an error when
+                # nothing is queued; treat it as "no" (RFC 1143).
+                if opt.opposite:
+                    opt.state, opt.opposite = _Q.YES, False
+                else:
+                    opt.state = _Q.NO
+            elif opt.state is _Q.WANTYES:
+                if opt.opposite:
+                    opt.state, opt.opposite = _Q.WANTNO, False
+                    self._send_verb(no, option)
+                else:
+                    opt.state = _Q.YES
+        else:  # the peer wants the option off
+            if opt.state is _Q.YES:
+                opt.state = _Q.NO
+                self._send_verb(no, option)
+            elif opt.state is _Q.WANTNO:
+                if opt.opposite:
+                    opt.state, opt.opposite = _Q.WANTYES, False
+                    self._send_verb(yes, option)
+                else:
+                    opt.state = _Q.NO
+            elif opt.state is _Q.WANTYES:
+                opt.state, opt.opposite = _Q.NO, False
+        if (before is _Q.YES) != (opt.state is _Q.YES):
+            events.append(OptionChange(option, local, opt.state is _Q.YES))
+
+    def _request(
+        self, table: dict[int, _OptionState], option: int, enable: bool, yes: int, no: int
+    ) -> None:
+        opt = table.setdefault(option, _OptionState())
+        want, wait_state, other_wait = (
+            (_Q.YES, _Q.WANTYES, _Q.WANTNO) if enable else (_Q.NO, _Q.WANTNO, _Q.WANTYES)
+        )
+        if opt.state is want:
+            return
+        if opt.state is (_Q.NO if enable else _Q.YES):
+            opt.state = wait_state
+            self._send_verb(yes if enable else no, option)
+        elif opt.state is other_wait:
+            opt.opposite = True  # ask again once the pending answer arrives
+        else:  # already waiting for this answer
+            opt.opposite = False
+
+    def _send_verb(self, verb: int, option: int) -> None:
+        self._outgoing += bytes((IAC, verb, option))
