@@ -8,6 +8,7 @@ small public game.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ DEFAULT_SESSION_SYNC_ATTRS: tuple[str, ...] = (
     "protocol_flags",
     "server_data",
 )
+
+
+def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -67,7 +72,7 @@ class Settings:
     #: Interface the listeners bind to. Use "0.0.0.0" to accept the world.
     interface: str = "127.0.0.1"
     #: Telnet ports; 0 picks a free port (tests read it back).
-    telnet_ports: tuple[int, ...] = field(default=(4000,), converter=tuple, validator=_ports)
+    telnet_ports: tuple[int, ...] = field(default=(4000,), converter=_tuple, validator=_ports)
     #: Where the database and other state live.
     data_dir: Path = field(default=Path("trio_mud_data"), converter=Path)
 
@@ -101,10 +106,12 @@ class Settings:
     #: Messages from all connections waiting for the handler.
     inbound_queue_size: int = field(default=4096, validator=_positive)
     #: Character encodings a client may pick (Evennia's ENCODINGS).
-    encodings: tuple[str, ...] = field(default=("utf-8", "latin-1", "ISO-8859-1"), converter=tuple)
+    encodings: tuple[str, ...] = field(default=("utf-8", "latin-1", "ISO-8859-1"), converter=_tuple)
 
     # -- sessions and shutdown ------------------------------------------------
-    session_sync_attrs: tuple[str, ...] = field(default=DEFAULT_SESSION_SYNC_ATTRS, converter=tuple)
+    session_sync_attrs: tuple[str, ...] = field(
+        default=DEFAULT_SESSION_SYNC_ATTRS, converter=_tuple
+    )
     #: Text typed that counts as a keepalive rather than a command.
     idle_command: str = "idle"
     #: Seconds a clean shutdown waits for goodbyes to reach clients.

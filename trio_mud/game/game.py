@@ -251,29 +251,31 @@ class Game(HandlerHooks):
         valid = await self.passwords.verify(
             None if account is None else account.password_hash, password
         )
-        if not session.connected:
-            return
         if account is None or not valid:
-            failures = session.ndb.get("failed_logins", 0) + 1
-            session.ndb["failed_logins"] = failures
-            log.info("sessid %d: failed login (%d)", session.sessid, failures)
-            if failures >= self.settings.max_failed_logins:
-                session.disconnect("Too many failed login attempts. Goodbye.")
-            else:
-                session.msg("Incorrect name or password.")
+            if session.connected:
+                self._login_failed(session)
             return
         rehash = None
         if self.passwords.needs_rehash(account.password_hash):
             rehash = await self.passwords.hash(password)
         await self.store.record_login(account.id, rehash)
         record = await self.store.character_of(account.id)
+        if not session.connected:
+            return  # the client left while we worked
         if record is None:
             session.msg("Your account has no character. Please contact an administrator.")
             return
-        if not session.connected:
-            return
         log.info("sessid %d: %r logged in", session.sessid, account.name)
         self._puppet(session, account, record)
+
+    def _login_failed(self, session: ServerSession) -> None:
+        failures = session.ndb.get("failed_logins", 0) + 1
+        session.ndb["failed_logins"] = failures
+        log.info("sessid %d: failed login (%d)", session.sessid, failures)
+        if failures >= self.settings.max_failed_logins:
+            session.disconnect("Too many failed login attempts. Goodbye.")
+        else:
+            session.msg("Incorrect name or password.")
 
     # -- entering and leaving the world -----------------------------------------------
 
