@@ -81,12 +81,12 @@ class Client:
         if reply:
             await self.stream.send_all(reply)
 
-    async def read_until(self, marker: str, *, timeout: float = WAIT) -> list[str]:
+    async def read_until(self, marker: str) -> list[str]:
         """Lines up to and including the first that contains ``marker``.
 
         Those lines are consumed; later ones stay for the next call.
         """
-        with trio.fail_after(timeout):
+        with trio.fail_after(WAIT):
             while True:
                 for index, line in enumerate(self.lines):
                     if marker in line:
@@ -101,9 +101,9 @@ class Client:
         await self.send_line(text)
         return await self.read_until(marker)
 
-    async def read_until_closed(self, *, timeout: float = WAIT) -> list[str]:
+    async def read_until_closed(self) -> list[str]:
         """Everything until the server closes the connection."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(WAIT):
             while not self.closed:
                 await self._receive()
         taken = self.lines[:]

@@ -6,9 +6,13 @@ import re
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
+
+from trio_mud.settings import parse_setting
 
 from .helpers import WAIT, Client
 
@@ -23,15 +27,34 @@ def test_help_lists_the_options() -> None:
         assert option in result.stdout
 
 
-def test_bad_arguments_give_a_clear_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--telnet-port", "70000"], "is not a TCP port"),
+        (["--set", "max_output_queue=0"], "max_output_queue must be positive"),
+        (["--set", "max_output_queue=lots"], "max_output_queue takes a value of type int"),
+        (["--set", "no_such_thing=1"], "unknown setting 'no_such_thing'"),
+        (["--set", "max_output_queue"], "--set takes NAME=VALUE"),
+    ],
+)
+def test_bad_arguments_give_a_clear_message(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "trio_mud", "--telnet-port", "70000", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "trio_mud", "--data-dir", str(tmp_path), *arguments],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 2
-    assert "is not a TCP port" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_parse_setting_types() -> None:
+    assert parse_setting("max_command_rate", "2.5") == ("max_command_rate", 2.5)
+    assert parse_setting("telnet_ports", "4000, 4001") == ("telnet_ports", (4000, 4001))
+    assert parse_setting("encodings", "utf-8,latin-1") == ("encodings", ("utf-8", "latin-1"))
+    assert parse_setting("data_dir", "/srv/mud") == ("data_dir", Path("/srv/mud"))
 
 
 async def test_play_then_sigterm_says_goodbye_and_exits(tmp_path: Path) -> None:
@@ -48,9 +71,7 @@ async def test_play_then_sigterm_says_goodbye_and_exits(tmp_path: Path) -> None:
     ]
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
-            lambda task_status: trio.run_process(
-                command, stderr=subprocess.PIPE, check=False, task_status=task_status
-            )
+            partial(trio.run_process, command, stderr=subprocess.PIPE, check=False)
         )
         assert process.stderr is not None
         log = b""

@@ -162,9 +162,9 @@ async def test_account_rules(server: Server) -> None:
     replies = {}
     for attempt in [
         "create ann another password",
-        "create 1abc some password",
-        "create Bo some password",
-        "create Cy!x some password",
+        "create 1abc some pass",
+        "create Bo some pass",
+        "create Cy!x some pass",
         "create Carl short",
         "create Carl carl",
         "create",
@@ -175,9 +175,9 @@ async def test_account_rules(server: Server) -> None:
         replies[attempt] = (await client.read_until(""))[-1]
     assert "taken" in replies["create ann another password"]
     for bad in [
-        "create 1abc some password",
-        "create Bo some password",
-        "create Cy!x some password",
+        "create 1abc some pass",
+        "create Bo some pass",
+        "create Cy!x some pass",
     ]:
         assert "Names are 3 to 20 characters" in replies[bad]
     assert "at least 8 characters" in replies["create Carl short"]

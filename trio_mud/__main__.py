@@ -14,7 +14,7 @@ import trio
 from . import __version__
 from .game import WorldError, load_world
 from .server import Server
-from .settings import Settings
+from .settings import Settings, parse_setting
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -64,6 +64,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=defaults.max_connections,
         help=f"connections open at once (default {defaults.max_connections})",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set any setting by name, e.g. --set max_output_queue=2048 (repeatable)",
+    )
     parser.add_argument("--version", action="version", version=f"trio_mud {__version__}")
     return parser.parse_args(argv)
 
@@ -88,6 +95,13 @@ async def _watch_signals(server: Server, hard_stop: trio.CancelScope) -> None:
             server.shutdown()
 
 
+def _split_assignment(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep:
+        raise ValueError(f"--set takes NAME=VALUE, not {item!r}")
+    return name.strip(), value.strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -98,13 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     defaults = Settings()
     ports: tuple[int, ...] = tuple(args.telnet_port) if args.telnet_port else defaults.telnet_ports
     try:
+        overrides = dict(parse_setting(*_split_assignment(item)) for item in args.set)
         settings = Settings(
-            server_name=args.name,
-            interface=args.interface,
-            telnet_ports=ports,
-            data_dir=args.data_dir,
-            idle_timeout=args.idle_timeout,
-            max_connections=args.max_connections,
+            **{
+                "server_name": args.name,
+                "interface": args.interface,
+                "telnet_ports": ports,
+                "data_dir": args.data_dir,
+                "idle_timeout": args.idle_timeout,
+                "max_connections": args.max_connections,
+                **overrides,
+            }
         )
         world = load_world(args.world)
     except (ValueError, OSError, WorldError) as exc:

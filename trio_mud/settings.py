@@ -132,3 +132,35 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "trio_mud.sqlite3"
+
+
+def parse_setting(name: str, text: str) -> tuple[str, Any]:
+    """Turn ``--set name=text`` into a value of the field's type.
+
+    Raises:
+        ValueError: no such setting, or ``text`` is not of its type.
+    """
+    fields = attrs.fields_dict(Settings)
+    if name not in fields:
+        known = ", ".join(sorted(fields))
+        raise ValueError(f"unknown setting {name!r}; known settings: {known}")
+    default = fields[name].default
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return name, True
+        if text.lower() in ("0", "false", "no", "off"):
+            return name, False
+        raise ValueError(f"{name} takes true or false, not {text!r}")
+    if isinstance(default, tuple):
+        item_type = type(default[0]) if default else str
+        try:
+            return name, tuple(item_type(part.strip()) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise ValueError(f"{name} takes a comma-separated list, not {text!r}") from None
+    value_type: Any = type(default)
+    try:
+        return name, value_type(text)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} takes a value of type {type(default).__name__}, not {text!r}"
+        ) from None
