@@ -236,3 +236,19 @@ async def test_taking_over_a_character_from_a_second_connection(server: Server) 
     assert any("taken over" in line for line in await first.read_until_closed())
     who = await second.command("who", "Ann")
     assert "Players online (1):" in who
+
+
+async def test_listens_on_every_configured_interface_and_port(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, telnet_interfaces=("127.0.0.1", "127.0.0.2"), telnet_ports=(0, 0)
+    )
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        addresses = server.portal.telnet_addresses
+        assert sorted(host for host, _ in addresses) == ["127.0.0.1"] * 2 + ["127.0.0.2"] * 2
+        for host, port in addresses:
+            stream = await trio.open_tcp_stream(host, port)
+            client = Client(stream)
+            await client.welcome()
+            await client.aclose()
+        nursery.cancel_scope.cancel()

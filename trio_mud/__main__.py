@@ -32,8 +32,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--interface",
-        default=defaults.interface,
-        help=f"address to listen on; 0.0.0.0 for all (default {defaults.interface})",
+        action="append",
+        metavar="ADDRESS",
+        help="address to listen on, repeat for several; 0.0.0.0 for all "
+        f"(default {', '.join(defaults.telnet_interfaces)})",
     )
     parser.add_argument(
         "--data-dir",
@@ -116,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(
             **{
                 "server_name": args.name,
-                "interface": args.interface,
+                "telnet_interfaces": tuple(args.interface or defaults.telnet_interfaces),
                 "telnet_ports": ports,
                 "data_dir": args.data_dir,
                 "idle_timeout": args.idle_timeout,

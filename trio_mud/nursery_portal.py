@@ -428,8 +428,9 @@ class Portal:
         """
         listeners: list[trio.SocketListener] = []
         try:
-            for port in self.settings.telnet_ports:
-                listeners += await trio.open_tcp_listeners(port, host=self.settings.interface)
+            for interface in self.settings.telnet_interfaces:
+                for port in self.settings.telnet_ports:
+                    listeners += await trio.open_tcp_listeners(port, host=interface)
             self.telnet_addresses = [lst.socket.getsockname()[:2] for lst in listeners]
             # Connections live in their own nursery, apart from the accept
             # loops: when shutdown() stops accepting, they carry on until
