@@ -252,3 +252,36 @@ async def test_listens_on_every_configured_interface_and_port(tmp_path: Path) ->
             await client.welcome()
             await client.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_idle_clients_are_told_and_disconnected(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, idle_timeout=0.2)
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        client = await Client.connect(server.telnet_port)
+        farewell = await client.read_until_closed()
+        assert farewell[-1] == "Idle timeout exceeded, disconnecting."
+        nursery.cancel_scope.cancel()
+
+
+async def test_connection_limits_refuse_with_a_message(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, max_connection_rate=0.001, connection_rate_burst=2, max_connections=2
+    )
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        port = server.telnet_port
+        first, second = await Client.connect(port), await Client.connect(port)
+        await first.welcome()
+        await second.welcome()
+        third = await Client.connect(port)  # over max_connections
+        assert await third.read_until_closed() == ["The server is full; please try again later."]
+        await first.aclose()
+        await server.portal.wait_connections_below(2)
+        fourth = await Client.connect(port)  # room again, but over the rate
+        assert await fourth.read_until_closed() == [
+            "Too many connections from your address; please wait a moment."
+        ]
+        await second.command("look", "shows this screen again")  # unaffected
+        assert server.portal.statistics().connections_refused == 2
+        nursery.cancel_scope.cancel()

@@ -365,8 +365,7 @@ class Portal:
         )
         self._buckets: dict[str, _TokenBucket] = {}
         self._accept_scope: trio.CancelScope | None = None
-        self._connections_done = trio.Event()
-        self._connections_done.set()
+        self._connection_closed = trio.lowlevel.ParkingLot()
         self._connections_total = 0
         self._connections_refused = 0
         self._slow_client_disconnects = 0
@@ -459,9 +458,14 @@ class Portal:
         for conn in list(self._connections.values()):
             conn.close(reason)
         with trio.move_on_after(self.settings.shutdown_grace):
-            await self._connections_done.wait()
+            await self.wait_connections_below(1)
         for conn in list(self._connections.values()):
             conn.abort("shutdown grace period over")
+
+    async def wait_connections_below(self, count: int) -> None:
+        """Wait until fewer than ``count`` connections are open."""
+        while len(self._connections) >= count:
+            await self._connection_closed.park()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -515,7 +519,6 @@ class Portal:
         session.connection = conn
         self._connections[sessid] = conn
         self._connections_total += 1
-        self._connections_done = trio.Event()
         log.info("sessid %d: connected from %s", sessid, address)
         try:
             await conn.run()
@@ -525,8 +528,7 @@ class Portal:
         finally:
             del self._connections[sessid]
             session.connection = None
-            if not self._connections:
-                self._connections_done.set()
+            self._connection_closed.unpark_all()
             log.info("sessid %d: disconnected (%s)", sessid, conn.close_reason)
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1.0):
