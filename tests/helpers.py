@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from trio_mud.telnet import TelnetProtocol, TextLine
 
 #: How long any single wait in a test may take before the test fails.
 WAIT = 10.0
+
+#: The colour codes the server sends (SGR sequences).
+SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -36,7 +40,8 @@ class Client:
     """A test client over a real TCP socket.
 
     It parses what the server sends with the telnet parser (refusing any
-    option, as a dumb client would) and keeps the text as lines.
+    option, as a dumb client would) and keeps the text as lines, with colour
+    codes removed (``raw`` keeps every byte).
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
@@ -76,7 +81,8 @@ class Client:
         self.raw += data
         for event in self.protocol.receive_data(data):
             if isinstance(event, TextLine):
-                self.lines.append(event.data.decode("utf-8", errors="replace"))
+                text = event.data.decode("utf-8", errors="replace")
+                self.lines.append(SGR.sub("", text))
         reply = self.protocol.bytes_to_send()
         if reply:
             await self.stream.send_all(reply)
@@ -109,7 +115,7 @@ class Client:
         taken = self.lines[:]
         partial = self.protocol.partial_line
         if partial:
-            taken.append(partial.decode("utf-8", errors="replace"))
+            taken.append(SGR.sub("", partial.decode("utf-8", errors="replace")))
         self.lines.clear()
         return taken
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -226,7 +227,10 @@ async def test_control_characters_never_reach_other_players(server: Server) -> N
     await ann.send_line("say \x1b[31mred\x1b[0m\x07 and\tbold\x9b1m")
     heard = (await bob.read_until("Ann says"))[-1]
     assert heard == 'Ann says, "[31mred[0m and bold1m"'
-    assert b"\x1b" not in bob.raw and b"\x07" not in bob.raw
+    # The only escape sequences Bob gets are the server's own colour codes.
+    assert b"\x07" not in bob.raw and b"\x9b" not in bob.raw
+    assert re.findall(rb"\x1b(.)", bob.raw) == [b"["] * bob.raw.count(b"\x1b")
+    assert b"\x1b[31m" not in bob.raw  # the server always writes "\x1b[0;..."
 
 
 async def test_taking_over_a_character_from_a_second_connection(server: Server) -> None:

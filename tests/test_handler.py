@@ -81,7 +81,7 @@ async def test_dispatch_by_name_with_args_and_kwargs(nursery: trio.Nursery) -> N
     handler, portal, hooks = await start(nursery, {"text": text, "default": fallback})
     await portal.send.send(connect(1))
     await portal.send.send(DataIn(1, "text", ("look",), {}))
-    await portal.send.send(DataIn(1, "client_options", (), {"screenwidth": 80}))
+    await portal.send.send(DataIn(1, "custom_oob", (), {"screenwidth": 80}))
     await trio.testing.wait_all_tasks_blocked()
     assert calls == [
         ("text", 1, ("look",), {}),

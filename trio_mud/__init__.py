@@ -3,14 +3,13 @@
 The supported API is what this module exports.
 """
 
+from ._version import __version__
 from .handler import Handler, HandlerHooks, HandlerStatistics, InputFunc, ServerSession
 from .messages import Connect, DataIn, DataOut, Disconnect, SessionUpdate
 from .nursery_portal import Portal, PortalLink, PortalSession, PortalStatistics
 from .server import Server
 from .session import Session
 from .settings import DEFAULT_SESSION_SYNC_ATTRS, Settings
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SESSION_SYNC_ATTRS",

@@ -30,6 +30,7 @@ from attrs import define, field, frozen
 
 from .messages import Connect, DataIn, DataOut, Disconnect, PortalMessage, SessionUpdate, SyncData
 from .nursery_portal import PortalLink, _normalize
+from .oob import MsdpVariables, default_inputfuncs
 from .session import Session
 from .settings import Settings
 
@@ -130,7 +131,9 @@ class Handler:
     Args:
         settings: the server's configuration.
         inputfuncs: command name -> input function. ``"text"`` receives typed
-            lines; ``"default"``, if given, receives anything unnamed.
+            lines; ``"default"``, if given, receives anything unnamed. They
+            go on top of :func:`trio_mud.oob.default_inputfuncs` (client
+            options, GMCP Core.Supports, MSDP), which they may replace.
         hooks: session lifecycle callbacks (a :class:`HandlerHooks`).
     """
 
@@ -142,7 +145,9 @@ class Handler:
         hooks: HandlerHooks | None = None,
     ) -> None:
         self.settings = settings
-        self.inputfuncs = dict(inputfuncs)
+        #: MSDP variables the game offers (see :class:`trio_mud.oob.MsdpVariables`).
+        self.msdp = MsdpVariables()
+        self.inputfuncs = {**default_inputfuncs(self.msdp), **inputfuncs}
         self.hooks = hooks if hooks is not None else HandlerHooks()
         self.sessions: dict[int, ServerSession] = {}
         self._link: PortalLink | None = None

@@ -26,12 +26,15 @@ import errno
 import itertools
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 import trio
 from attrs import define, field, frozen
 
+from . import markup
+from ._version import __version__
 from .messages import (
     Connect,
     DataIn,
@@ -42,17 +45,18 @@ from .messages import (
     SessionUpdate,
     SyncData,
 )
+from .mudtelnet import (
+    FlagsChanged,
+    MSSPRequest,
+    MudEvent,
+    MudTelnet,
+    OOBInput,
+    Settled,
+    gmcp_package,
+)
 from .session import Session
 from .settings import Settings
-from .telnet import (
-    Command,
-    Event,
-    OptionChange,
-    Subnegotiation,
-    TelnetProtocol,
-    TelnetProtocolError,
-    TextLine,
-)
+from .telnet import Opt, TelnetProtocol, TelnetProtocolError, TextLine
 
 log = logging.getLogger("trio_mud.portal")
 
@@ -93,16 +97,6 @@ class PortalLink:
     inbound: trio.MemoryReceiveChannel[PortalMessage]
     snapshot: list[SyncData]
     send_nowait: Callable[[ServerMessage], None]
-
-
-@frozen
-class _Raw:
-    """Bytes for the writer to send as they are (negotiation replies)."""
-
-    data: bytes
-
-
-_Outgoing = DataOut | Disconnect | _Raw
 
 
 @define(eq=False)
@@ -177,6 +171,15 @@ class _TokenBucket:
         return self.tokens + (now - self.stamp) * self.rate >= self.burst
 
 
+class _Flush:
+    """Tells the writer to send what the protocol has queued."""
+
+
+_FLUSH = _Flush()
+
+_Outgoing = DataOut | Disconnect | _Flush
+
+
 class _Connection:
     """One telnet connection: its session, protocol, reader and writer."""
 
@@ -185,15 +188,19 @@ class _Connection:
         self.settings = portal.settings
         self.stream = stream
         self.session = session
-        self.protocol = TelnetProtocol(
+        self.protocol = MudTelnet(
             max_partial_line=self.settings.max_partial_line,
             max_subnegotiation=self.settings.max_subnegotiation,
+            max_inflated=self.settings.max_inflated,
+            mccp=self.settings.mccp,
         )
         self._outbox_send, self._outbox_recv = trio.open_memory_channel[_Outgoing](
             self.settings.max_output_queue
         )
         self._cancel_scope = trio.CancelScope()
         self._closing = False
+        self._settled = trio.Event()
+        self._announced = trio.Event()
         self._commands = _TokenBucket(
             self.settings.max_command_rate, self.settings.command_rate_burst, trio.current_time()
         )
@@ -244,14 +251,25 @@ class _Connection:
     async def run(self) -> None:
         with self._cancel_scope:
             async with trio.open_nursery() as nursery:
+                self.protocol.start()
                 nursery.start_soon(self._writer)
-                await self.portal._send_inbound(
-                    Connect(self.session.sessid, self.session.get_sync_data())
-                )
+                self.send_nowait(_FLUSH)
+                nursery.start_soon(self._announce)
                 await self._reader()
                 if not self._closing:
                     # The client hung up: nothing left to write.
                     nursery.cancel_scope.cancel()
+
+    async def _announce(self) -> None:
+        """Tell the handler about this session once negotiation has settled.
+
+        Waits at most ``negotiation_timeout``: a client that answers nothing
+        (a raw TCP client, say) still gets the game, just without extras.
+        """
+        with trio.move_on_after(self.settings.negotiation_timeout):
+            await self._settled.wait()
+        await self.portal._send_inbound(Connect(self.session.sessid, self.session.get_sync_data()))
+        self._announced.set()
 
     async def _reader(self) -> None:
         idle = self.settings.idle_timeout or math.inf
@@ -274,15 +292,29 @@ class _Connection:
                 log.warning("sessid %d: telnet protocol error: %s", self.session.sessid, exc)
                 self.close(exc.reply)
                 return
-            self._flush_protocol()
+            self.send_nowait(_FLUSH)  # negotiation replies
             for event in events:
                 await self._handle_event(event)
 
-    async def _handle_event(self, event: Event) -> None:
+    async def _handle_event(self, event: MudEvent) -> None:
         if isinstance(event, TextLine):
             await self._handle_line(event.data)
-        elif isinstance(event, OptionChange | Subnegotiation | Command):
-            log.debug("sessid %d: %r", self.session.sessid, event)
+        elif isinstance(event, FlagsChanged):
+            self.session.protocol_flags.update(event.flags)
+            if self._announced.is_set():
+                await self.portal._send_inbound(
+                    SessionUpdate(self.session.sessid, {"protocol_flags": event.flags})
+                )
+        elif isinstance(event, OOBInput):
+            await self._announced.wait()
+            await self.portal._send_inbound(
+                DataIn(self.session.sessid, event.cmdname, event.args, event.kwargs)
+            )
+        elif isinstance(event, Settled):
+            self._settled.set()
+        elif isinstance(event, MSSPRequest):
+            self.protocol.send_mssp(self.portal.mssp_variables())
+            self.send_nowait(_FLUSH)
 
     async def _handle_line(self, data: bytes) -> None:
         settings = self.settings
@@ -302,21 +334,33 @@ class _Connection:
         if not self._commands.take(trio.current_time()):
             self.session.data_out(text=settings.command_rate_warning)
             return
+        if text.strip() == "MSSP-REQUEST" and not self.session.logged_in:
+            self.session.data_out(text=_mssp_text(self.portal.mssp_variables()))
+            return
+        await self._announced.wait()
         await self.portal._send_inbound(DataIn(self.session.sessid, "text", (text,), {}))
 
-    def _flush_protocol(self) -> None:
-        data = self.protocol.bytes_to_send()
-        if data:
-            self.send_nowait(_Raw(data))
-
     async def _writer(self) -> None:
-        async for message in self._outbox_recv:
+        keepalive = self.settings.telnet_keepalive or math.inf
+        while True:
+            with trio.move_on_after(keepalive) as quiet:
+                try:
+                    message = await self._outbox_recv.receive()
+                except trio.EndOfChannel:
+                    return
+            if quiet.cancelled_caught:
+                self.protocol.send_keepalive()
+                await self._write(self.protocol.data_to_send())
+                continue
             if isinstance(message, Disconnect):
                 if message.reason:
-                    await self._write(self._render_text(message.reason))
+                    self._render_text(message.reason)
+                await self._write(self.protocol.data_to_send() + self.protocol.close())
                 self._cancel_scope.cancel()
                 return
-            data = message.data if isinstance(message, _Raw) else self._render(message)
+            if isinstance(message, DataOut):
+                self._render(message)
+            data = self.protocol.data_to_send()
             if data:
                 await self._write(data)
 
@@ -332,21 +376,45 @@ class _Connection:
 
     # -- output rendering --------------------------------------------------------------
 
-    def _render(self, message: DataOut) -> bytes:
-        text = message.args[0] if message.args else ""
-        if message.cmdname == "text":
-            return self._render_text(str(text))
-        if message.cmdname == "prompt":
-            encoding = self.session.protocol_flags.get("ENCODING", "utf-8")
-            return self.protocol.encode_text(str(text), encoding) + self.protocol.go_ahead()
-        log.debug("sessid %d: no telnet form for %r", self.session.sessid, message.cmdname)
-        return b""
+    def _render(self, message: DataOut) -> None:
+        """Queue ``message`` in the protocol, in this client's form."""
+        cmdname, args, kwargs = message.cmdname, message.args, message.kwargs
+        if cmdname == "text":
+            self._render_text(str(args[0]) if args else "")
+        elif cmdname == "prompt":
+            flags = self.session.protocol_flags
+            self.protocol.send_prompt(
+                markup.render(
+                    str(args[0]) if args else "",
+                    markup.level_for(flags),
+                    screenreader=bool(flags.get("SCREENREADER")),
+                ),
+                flags.get("ENCODING", "utf-8"),
+                password=bool(kwargs.get("password")),
+            )
+        elif cmdname == "msdp":
+            self.protocol.send_msdp(kwargs)
+        else:
+            payload: Any = kwargs or (args[0] if len(args) == 1 else list(args) or None)
+            if self.protocol.telnet.local_enabled(Opt.GMCP):
+                self.protocol.send_gmcp(gmcp_package(cmdname), payload)
+            elif "." not in cmdname:
+                self.protocol.send_msdp({cmdname.upper(): payload})
 
-    def _render_text(self, text: str) -> bytes:
-        encoding = self.session.protocol_flags.get("ENCODING", "utf-8")
-        if not text.endswith(("\n", "\r")):
-            text += "\n"
-        return self.protocol.encode_text(text, encoding)
+    def _render_text(self, text: str) -> None:
+        flags = self.session.protocol_flags
+        rendered = markup.render(
+            text, markup.level_for(flags), screenreader=bool(flags.get("SCREENREADER"))
+        )
+        if not rendered.endswith(("\n", "\r")):
+            rendered += "\n"
+        self.protocol.send_text(rendered, flags.get("ENCODING", "utf-8"))
+
+
+def _mssp_text(variables: list[tuple[str, str]]) -> str:
+    """The plain-text MSSP reply that crawlers read at the login screen."""
+    lines = ["MSSP-REPLY-START", *(f"{name}\t{value}" for name, value in variables)]
+    return "\n".join(markup.escape(line) for line in [*lines, "MSSP-REPLY-END"])
 
 
 class Portal:
@@ -370,6 +438,7 @@ class Portal:
         self._connections_refused = 0
         self._slow_client_disconnects = 0
         self.telnet_addresses: list[tuple[str, int]] = []
+        self.started = time.time()
 
     # -- the handler's side ----------------------------------------------------------
 
@@ -401,6 +470,30 @@ class Portal:
             session.data_out(text="The server is busy; your input was dropped.")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+    def mssp_variables(self) -> list[tuple[str, str]]:
+        """What MUD listings read: name, players, uptime, ports, protocols."""
+        players = sum(1 for conn in self._connections.values() if conn.session.logged_in)
+        ports = sorted({port for _, port in self.telnet_addresses})
+        mccp = "1" if self.settings.mccp else "0"
+        variables = [
+            ("NAME", self.settings.server_name),
+            ("PLAYERS", str(players)),
+            ("UPTIME", str(int(self.started))),
+            *(("PORT", str(port)) for port in ports),
+            ("CODEBASE", f"trio_mud {__version__}"),
+            ("ANSI", "1"),
+            ("UTF-8", "1"),
+            ("XTERM 256 COLORS", "1"),
+            ("XTERM TRUE COLORS", "1"),
+            ("GMCP", "1"),
+            ("MSDP", "1"),
+            ("MSSP", "1"),
+            ("MCCP", mccp),
+            ("MXP", "0"),
+            ("SSL", "0"),
+        ]
+        return variables + [(str(k), str(v)) for k, v in self.settings.mssp_extra]
 
     # -- running -------------------------------------------------------------------------
 

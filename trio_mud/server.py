@@ -58,6 +58,7 @@ class Server:
         async with Store.open(self.settings.database_path) as store:
             game = self.game = Game(self.settings, self.world, store)
             handler = self.handler = Handler(self.settings, game.inputfuncs(), hooks=game)
+            game.register_msdp(handler.msdp)
             async with trio.open_nursery() as background:
                 await background.start(game.run)
                 async with trio.open_nursery() as nursery:

@@ -109,6 +109,24 @@ class Settings:
     #: Character encodings a client may pick (Evennia's ENCODINGS).
     encodings: tuple[str, ...] = field(default=("utf-8", "latin-1", "ISO-8859-1"), converter=_tuple)
 
+    # -- telnet -----------------------------------------------------------------
+    #: Longest wait for a new client's answers to our telnet questions before
+    #: the game starts with what is known (later answers still count).
+    negotiation_timeout: float = field(default=0.3, validator=_positive)
+    #: Offer MCCP2 (and MCCP3) compression.
+    mccp: bool = True
+    #: Most bytes one read of MCCP3-compressed input may inflate to.
+    max_inflated: int = field(default=1024 * 1024, validator=_positive)
+    #: Seconds of output silence after which a telnet client is sent IAC NOP,
+    #: so that dead links are noticed; 0 disables.
+    telnet_keepalive: float = field(default=0.0, validator=_non_negative)
+    #: Extra MSSP variables for MUD listings, on top of NAME, PLAYERS, UPTIME,
+    #: PORT, CODEBASE and the protocol flags.
+    mssp_extra: tuple[tuple[str, str], ...] = field(
+        default=(("FAMILY", "Custom"), ("STATUS", "Alpha"), ("CRAWL DELAY", "-1")),
+        converter=_tuple,
+    )
+
     # -- sessions and shutdown ------------------------------------------------
     session_sync_attrs: tuple[str, ...] = field(
         default=DEFAULT_SESSION_SYNC_ATTRS, converter=_tuple

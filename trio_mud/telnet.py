@@ -19,6 +19,7 @@ Error handling:
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable
 from enum import IntEnum
 
@@ -163,6 +164,12 @@ class TelnetProtocol:
             (``WILL x`` gets ``DO x``). All others get ``DONT``.
         max_partial_line: cap, in bytes, on input without a line ending.
         max_subnegotiation: cap, in bytes, on one subnegotiation payload.
+        max_inflated: cap, in bytes, on what one call's MCCP3-compressed
+            input may inflate to (a zlib bomb is refused, not unpacked).
+
+    When our side of MCCP3 is on and the client sends ``IAC SB MCCP3 IAC SE``,
+    everything after it is one zlib stream, inflated here before parsing,
+    until the client ends the stream.
     """
 
     def __init__(
@@ -172,11 +179,14 @@ class TelnetProtocol:
         remote_options: Iterable[int] = (),
         max_partial_line: int = 64 * 1024,
         max_subnegotiation: int = 16 * 1024,
+        max_inflated: int = 1024 * 1024,
     ) -> None:
         self.local_options = frozenset(local_options)
         self.remote_options = frozenset(remote_options)
         self.max_partial_line = max_partial_line
         self.max_subnegotiation = max_subnegotiation
+        self.max_inflated = max_inflated
+        self._inflater: zlib._Decompress | None = None
         self._us: dict[int, _OptionState] = {}
         self._him: dict[int, _OptionState] = {}
         self._outgoing = bytearray()
@@ -252,9 +262,55 @@ class TelnetProtocol:
 
     # -- input ---------------------------------------------------------------------
 
+    @property
+    def inflating(self) -> bool:
+        """Whether the client's data is MCCP3-compressed right now."""
+        return self._inflater is not None
+
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse bytes from the client; return the events they complete."""
         events: list[Event] = []
+        while data:
+            plain_after = b""
+            if self._inflater is not None:
+                data, plain_after = self._inflate(data)
+            compressed_from = self._parse(data, events)
+            data = data[compressed_from:] if compressed_from is not None else plain_after
+        return events
+
+    def _inflate(self, data: bytes) -> tuple[bytes, bytes]:
+        """Inflate MCCP3 data: (inflated bytes, plain bytes after the stream)."""
+        assert self._inflater is not None
+        inflater = self._inflater
+        out = bytearray()
+        pending = data
+        try:
+            while True:
+                piece = inflater.decompress(pending, self.max_inflated + 1 - len(out))
+                out += piece
+                pending = inflater.unconsumed_tail
+                if len(out) > self.max_inflated:
+                    raise TelnetProtocolError(
+                        f"MCCP3 data inflates past {self.max_inflated} bytes",
+                        "Your client sent compressed data that unpacks far too large; "
+                        "closing the connection.",
+                    )
+                if inflater.eof or not pending:
+                    break
+        except zlib.error as exc:
+            raise TelnetProtocolError(
+                f"bad MCCP3 data: {exc}", "Your client sent corrupt compressed data."
+            ) from None
+        if inflater.eof:
+            self._inflater = None
+            return bytes(out), inflater.unused_data
+        return bytes(out), b""
+
+    def _parse(self, data: bytes, events: list[Event]) -> int | None:
+        """Parse plain telnet bytes into ``events``.
+
+        Returns the offset where MCCP3 compression starts, if it does.
+        """
         pos = 0
         end = len(data)
         while pos < end:
@@ -328,6 +384,13 @@ class TelnetProtocol:
                     self._state = _DATA
                     events.append(Subnegotiation(self._sb_option, bytes(self._sb)))
                     self._sb.clear()
+                    if (
+                        self._sb_option == Opt.MCCP3
+                        and self._inflater is None
+                        and self.local_enabled(Opt.MCCP3)
+                    ):
+                        self._inflater = zlib.decompressobj()
+                        return pos
                 else:
                     # RFC 855 leaves this undefined. Most servers end the
                     # subnegotiation and read the byte as a command, which
@@ -335,7 +398,7 @@ class TelnetProtocol:
                     self._state = _DATA
                     self._sb.clear()
                     self._command(byte, events)
-        return events
+        return None
 
     def _end_line(self) -> TextLine:
         line = TextLine(bytes(self._line))

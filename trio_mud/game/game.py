@@ -17,6 +17,7 @@ import trio
 from attrs import define, field
 
 from ..handler import HandlerHooks, InputFunc, ServerSession
+from ..oob import MsdpVariables
 from ..settings import Settings
 from .accounts import NAME_PATTERN, Passwords, name_problem, password_problem
 from .store import AccountRecord, CharacterRecord, NameTaken, Store
@@ -24,11 +25,14 @@ from .world import DIRECTION_ALIASES, Room, World
 
 log = logging.getLogger("trio_mud.game")
 
+#: The short exit names GMCP mappers expect (IRE's Room.Info convention).
+_SHORT_DIRECTIONS = {long: short for short, long in DIRECTION_ALIASES.items()}
+
 CommandFunc = Callable[[ServerSession, str], Awaitable[None] | None]
 
 CONNECTION_SCREEN = """\
 ==============================================================
- Welcome to {name}!
+ Welcome to |c{name}|n!
 
  If you have an account, connect to it by typing:
       connect <name> <password>
@@ -70,6 +74,8 @@ class Character:
     room: Room
     session: ServerSession | None = None
     online_since: float = field(factory=time.time)
+    hp: int = 100
+    maxhp: int = 100
 
 
 class Game(HandlerHooks):
@@ -92,6 +98,7 @@ class Game(HandlerHooks):
         self._occupants: dict[str, dict[int, Character]] = {key: {} for key in world.rooms}
         self._unsaved: dict[int, str] = {}
         self._unsaved_event = trio.Event()
+        self.msdp = MsdpVariables()
         self._commands: dict[str, CommandFunc] = {}
         commands: list[tuple[tuple[str, ...], CommandFunc]] = [
             (("look", "l"), self.cmd_look),
@@ -132,7 +139,37 @@ class Game(HandlerHooks):
 
     def inputfuncs(self) -> dict[str, InputFunc]:
         """The input functions to give the :class:`~trio_mud.handler.Handler`."""
-        return {"text": self.text}
+        return {"text": self.text, "login": self.gmcp_login}
+
+    def register_msdp(self, msdp: MsdpVariables) -> None:
+        """Offer the game's MSDP variables (call with ``handler.msdp``)."""
+        self.msdp = msdp
+
+        def puppet(session: ServerSession) -> Character | None:
+            char = session.puppet
+            return char if isinstance(char, Character) else None
+
+        def room_table(session: ServerSession) -> dict[str, Any]:
+            char = puppet(session)
+            if char is None:
+                return {}
+            room = char.room
+            return {
+                "VNUM": room.num,
+                "NAME": room.name,
+                "AREA": room.area,
+                "EXITS": self._exit_numbers(room),
+            }
+
+        msdp.add("SERVER_ID", lambda s: self.settings.server_name, reportable=False)
+        msdp.add("SERVER_TIME", lambda s: str(int(time.time())), reportable=False)
+        msdp.add("CHARACTER_NAME", lambda s: c.name if (c := puppet(s)) else "")
+        msdp.add("HEALTH", lambda s: c.hp if (c := puppet(s)) else "")
+        msdp.add("HEALTH_MAX", lambda s: c.maxhp if (c := puppet(s)) else "")
+        msdp.add("ROOM", room_table)
+        msdp.add("ROOM_VNUM", lambda s: room_table(s).get("VNUM", ""))
+        msdp.add("ROOM_NAME", lambda s: room_table(s).get("NAME", ""))
+        msdp.add("ROOM_EXITS", lambda s: room_table(s).get("EXITS", {}))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Save characters' locations in the background until cancelled.
@@ -168,6 +205,7 @@ class Game(HandlerHooks):
 
     def at_session_connect(self, session: ServerSession) -> None:
         self.cmd_screen(session, "")
+        session.data_out(**{"Char.Login.Default": ((), {"type": ["password-credentials"]})})
 
     def at_session_disconnect(self, session: ServerSession, reason: str) -> None:
         char = session.puppet
@@ -181,6 +219,14 @@ class Game(HandlerHooks):
 
     def text(self, session: ServerSession, line: str = "", *args: Any, **kwargs: Any) -> Any:
         """The ``text`` input function: one line the player typed."""
+        pending = session.ndb.pop("password_for", None)
+        if pending is not None:
+            verb, name = pending
+            if not line:
+                session.msg("Cancelled.")
+                return None
+            login = self.cmd_connect if verb == "connect" else self.cmd_create
+            return login(session, f"{name} {line}")
         line = line.strip()
         if not line:
             return None
@@ -216,11 +262,21 @@ class Game(HandlerHooks):
     def cmd_unlogged_help(self, session: ServerSession, args: str) -> None:
         session.msg(UNLOGGED_HELP)
 
+    def _ask_password(self, session: ServerSession, verb: str, name: str) -> None:
+        session.ndb["password_for"] = (verb, name)
+        session.data_out(prompt=("Password: ", {"password": True}))
+
     async def cmd_create(self, session: ServerSession, args: str) -> None:
         name, _, password = args.partition(" ")
         password = password.strip()
-        if not name or not password:
+        if not name:
             session.msg("Usage: create <name> <password>")
+            return
+        if not password:
+            if (problem := name_problem(name)) is not None:
+                session.msg(problem)
+            else:
+                self._ask_password(session, "create", name)
             return
         problem = name_problem(name) or password_problem(self.settings, name, password)
         if problem is not None:
@@ -244,21 +300,15 @@ class Game(HandlerHooks):
     async def cmd_connect(self, session: ServerSession, args: str) -> None:
         name, _, password = args.partition(" ")
         password = password.strip()
-        if not name or not password:
+        if not name:
             session.msg("Usage: connect <name> <password>")
             return
-        account = await self.store.find_account(name) if NAME_PATTERN.fullmatch(name) else None
-        valid = await self.passwords.verify(
-            None if account is None else account.password_hash, password
-        )
-        if account is None or not valid:
-            if session.connected:
-                self._login_failed(session)
+        if not password:
+            self._ask_password(session, "connect", name)
             return
-        rehash = None
-        if self.passwords.needs_rehash(account.password_hash):
-            rehash = await self.passwords.hash(password)
-        await self.store.record_login(account.id, rehash)
+        account = await self.log_in(session, name, password)
+        if account is None:
+            return
         record = await self.store.character_of(account.id)
         if not session.connected:
             return  # the client left while we worked
@@ -267,6 +317,42 @@ class Game(HandlerHooks):
             return
         log.info("sessid %d: %r logged in", session.sessid, account.name)
         self._puppet(session, account, record)
+
+    async def gmcp_login(self, session: ServerSession, *args: Any, **kwargs: Any) -> None:
+        """GMCP ``Char.Login.Credentials {"account": ..., "password": ...}``."""
+        if session.puppet is not None:
+            return
+        name, password = str(kwargs.get("account", "")), str(kwargs.get("password", ""))
+        if not name or not password:
+            session.data_out(
+                **{"Char.Login.Result": ((), {"success": False, "message": "Missing credentials"})}
+            )
+            return
+        await self.cmd_connect(session, f"{name} {password}")
+        if session.connected:
+            success = session.puppet is not None
+            message = "" if success else "Incorrect name or password."
+            session.data_out(
+                **{"Char.Login.Result": ((), {"success": success, "message": message})}
+            )
+
+    async def log_in(
+        self, session: ServerSession, name: str, password: str
+    ) -> AccountRecord | None:
+        """Check credentials; the account, or None (and the player told why)."""
+        account = await self.store.find_account(name) if NAME_PATTERN.fullmatch(name) else None
+        valid = await self.passwords.verify(
+            None if account is None else account.password_hash, password
+        )
+        if account is None or not valid:
+            if session.connected:
+                self._login_failed(session)
+            return None
+        rehash = None
+        if self.passwords.needs_rehash(account.password_hash):
+            rehash = await self.passwords.hash(password)
+        await self.store.record_login(account.id, rehash)
+        return account
 
     def _login_failed(self, session: ServerSession) -> None:
         failures = session.ndb.get("failed_logins", 0) + 1
@@ -306,6 +392,7 @@ class Game(HandlerHooks):
         session.sync()
         self._tell_room(char.room, arrival, exclude=char)
         self.cmd_look(session, "")
+        self._send_status(char, everything=True)
 
     def _leave_world(self, char: Character, announcement: str) -> None:
         self.online.pop(char.id, None)
@@ -322,6 +409,38 @@ class Game(HandlerHooks):
         self._tell_room(target, f"{char.name} arrives.", exclude=char)
         if char.session is not None:
             self.cmd_look(char.session, "")
+            self._send_status(char)
+
+    def _exit_numbers(self, room: Room) -> dict[str, int]:
+        return {
+            _SHORT_DIRECTIONS.get(direction, direction): self.world.rooms[target].num
+            for direction, target in room.exits.items()
+        }
+
+    def _send_status(self, char: Character, *, everything: bool = False) -> None:
+        """Out-of-band news for clients: GMCP packages, MSDP variables.
+
+        ``Room.Info`` carries what Mudlet's mapper follows: the room number,
+        name, area and exits (direction -> room number).
+        """
+        session = char.session
+        if session is None:
+            return
+        room = char.room
+        packages: dict[str, Any] = {}
+        if everything:
+            packages["Char.Name"] = ((), {"name": char.name, "fullname": char.name})
+            packages["Char.Vitals"] = ((), {"hp": char.hp, "maxhp": char.maxhp})
+        packages["Room.Info"] = (
+            (),
+            {"num": room.num, "name": room.name, "area": room.area,
+             "exits": self._exit_numbers(room)},
+        )  # fmt: skip
+        session.data_out(**packages)
+        names = ["ROOM", "ROOM_VNUM", "ROOM_NAME", "ROOM_EXITS"]
+        if everything:
+            names += ["CHARACTER_NAME", "HEALTH", "HEALTH_MAX"]
+        self.msdp.changed(session, *names)
 
     def _tell_room(self, room: Room, text: str, exclude: Character | None = None) -> None:
         for other in self._occupants[room.key].values():
@@ -347,12 +466,12 @@ class Game(HandlerHooks):
                     return
             session.msg(f"You see no {args!r} here.")
             return
-        lines = [room.name, room.desc]
+        lines = [f"|c{room.name}|n", room.desc]
         others = sorted(c.name for c in self.characters_in(room) if c is not char)
         if others:
-            lines.append("Also here: " + ", ".join(others) + ".")
+            lines.append("Also here: |w" + "|n, |w".join(others) + "|n.")
         exits = ", ".join(room.exits) if room.exits else "none"
-        lines.append(f"Exits: {exits}.")
+        lines.append(f"|gExits:|n {exits}.")
         session.msg("\n".join(lines))
 
     def cmd_say(self, session: ServerSession, args: str) -> None:
@@ -360,15 +479,15 @@ class Game(HandlerHooks):
             session.msg("Say what?")
             return
         char: Character = session.puppet
-        session.msg(f'You say, "{args}"')
-        self._tell_room(char.room, f'{char.name} says, "{args}"', exclude=char)
+        session.msg(f'You say, "{args}|n"')
+        self._tell_room(char.room, f'{char.name} says, "{args}|n"', exclude=char)
 
     def cmd_pose(self, session: ServerSession, args: str) -> None:
         if not args:
             session.msg("Pose what?")
             return
         char: Character = session.puppet
-        self._tell_room(char.room, f"{char.name} {args}")
+        self._tell_room(char.room, f"{char.name} {args}|n")
 
     def cmd_who(self, session: ServerSession, args: str) -> None:
         now = time.time()
