@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -10,7 +11,15 @@ from typing import Any
 import trio
 
 from trio_mud import Server, Settings
-from trio_mud.telnet import TelnetProtocol, TextLine
+from trio_mud.mudtelnet import msdp_decode
+from trio_mud.telnet import (
+    Event,
+    Opt,
+    OptionChange,
+    Subnegotiation,
+    TelnetProtocol,
+    TextLine,
+)
 
 #: How long any single wait in a test may take before the test fails.
 WAIT = 10.0
@@ -44,12 +53,20 @@ class Client:
     codes removed (``raw`` keeps every byte).
     """
 
+    screen_reader = False
+
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self.protocol = TelnetProtocol(max_partial_line=10**7)
+        self.protocol = self.make_protocol()
         self.lines: list[str] = []
         self.raw = bytearray()
         self.closed = False
+
+    def make_protocol(self) -> TelnetProtocol:
+        return TelnetProtocol(max_partial_line=10**7)
+
+    def on_event(self, event: Event) -> None:
+        """Telnet events other than lines (a subclass answers them)."""
 
     @classmethod
     async def connect(cls, port: int, *, rcvbuf: int | None = None) -> Client:
@@ -65,6 +82,8 @@ class Client:
     async def welcome(self) -> list[str]:
         """Read the whole connection screen."""
         lines = await self.read_until("shows this screen again")
+        if self.screen_reader:
+            return lines  # the closing rule is not sent to screen readers
         return lines + await self.read_until("=====")
 
     async def send_line(self, text: str) -> None:
@@ -83,6 +102,8 @@ class Client:
             if isinstance(event, TextLine):
                 text = event.data.decode("utf-8", errors="replace")
                 self.lines.append(SGR.sub("", text))
+            else:
+                self.on_event(event)
         reply = self.protocol.bytes_to_send()
         if reply:
             await self.stream.send_all(reply)
@@ -133,3 +154,106 @@ async def login(
     await client.send_line(f"{verb} {name} {password}")
     await client.read_until("Exits:")
     return client
+
+
+class MudClient(Client):
+    """A scripted MUD client: answers TTYPE and NAWS, takes GMCP/MSDP/EOR/ECHO.
+
+    GMCP and MSDP messages from the server are kept in ``gmcp`` and ``msdp``.
+    """
+
+    ttype = ("TESTCLIENT 1.0", "XTERM-256COLOR", "MTTS 271")
+    size = (100, 40)
+    remote = frozenset({Opt.GMCP, Opt.MSDP, Opt.EOR, Opt.ECHO, Opt.MSSP})
+    supports = ("Char 1", "Room 1")
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        super().__init__(stream)
+        self.gmcp: list[tuple[str, Any]] = []
+        self.msdp: list[tuple[str, Any]] = []
+        self.mssp = b""
+        self._ttype_round = 0
+        self.changed = trio.Event()
+
+    def make_protocol(self) -> TelnetProtocol:
+        return TelnetProtocol(
+            local_options={Opt.TTYPE, Opt.NAWS},
+            remote_options=self.remote,
+            max_partial_line=10**7,
+            max_subnegotiation=10**7,
+        )
+
+    def _sb(self, option: int, payload: bytes) -> None:
+        self.protocol.send_subnegotiation(option, payload)
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, OptionChange) and event.enabled:
+            if event.option == Opt.NAWS:
+                self.send_naws(*self.size)
+            elif event.option == Opt.GMCP:
+                hello = '{"client": "TESTCLIENT", "version": "1.0"}'
+                self._sb(Opt.GMCP, f"Core.Hello {hello}".encode())
+                supports = json.dumps(list(self.supports))
+                self._sb(Opt.GMCP, f"Core.Supports.Set {supports}".encode())
+        elif isinstance(event, Subnegotiation):
+            if event.option == Opt.TTYPE and event.payload == b"\x01":
+                answer = self.ttype[min(self._ttype_round, len(self.ttype) - 1)]
+                self._ttype_round += 1
+                self._sb(Opt.TTYPE, b"\x00" + answer.encode())
+            elif event.option == Opt.GMCP:
+                package, _, data = event.payload.decode().partition(" ")
+                self.gmcp.append((package, json.loads(data) if data else None))
+            elif event.option == Opt.MSDP:
+                self.msdp += msdp_decode(event.payload)
+            elif event.option == Opt.MSSP:
+                self.mssp = event.payload
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def send_naws(self, width: int, height: int) -> None:
+        self._sb(Opt.NAWS, bytes((width >> 8, width & 255, height >> 8, height & 255)))
+
+    async def flush(self) -> None:
+        data = self.protocol.bytes_to_send()
+        if data:
+            await self.stream.send_all(data)
+
+    async def send_gmcp(self, package: str, data: Any = None) -> None:
+        payload = package if data is None else f"{package} {json.dumps(data)}"
+        self._sb(Opt.GMCP, payload.encode())
+        await self.flush()
+
+    async def send_msdp(self, payload: bytes) -> None:
+        self._sb(Opt.MSDP, payload)
+        await self.flush()
+
+    async def wait_gmcp(self, package: str) -> Any:
+        """The data of the next GMCP message of ``package`` (earlier ones dropped)."""
+        with trio.fail_after(WAIT):
+            while True:
+                for index, (name, data) in enumerate(self.gmcp):
+                    if name == package:
+                        del self.gmcp[: index + 1]
+                        return data
+                await self._receive()
+
+    async def wait_msdp(self, name: str) -> Any:
+        with trio.fail_after(WAIT):
+            while True:
+                for index, (variable, value) in enumerate(self.msdp):
+                    if variable == name:
+                        del self.msdp[: index + 1]
+                        return value
+                await self._receive()
+
+
+async def mud_login(
+    port: int, name: str, password: str = "correct horse", *, client: type[MudClient] = MudClient
+) -> MudClient:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    mud = client(stream)
+    await mud.welcome()
+    await mud.flush()
+    await mud.send_line(f"create {name} {password}")
+    await mud.read_until("Exits:")
+    return mud

@@ -200,7 +200,9 @@ class _Connection:
         self._cancel_scope = trio.CancelScope()
         self._closing = False
         self._settled = trio.Event()
-        self._announced = trio.Event()
+        self._announced = False
+        #: Input that arrived before the handler heard of this session.
+        self._early: list[DataIn] = []
         self._commands = _TokenBucket(
             self.settings.max_command_rate, self.settings.command_rate_burst, trio.current_time()
         )
@@ -269,7 +271,17 @@ class _Connection:
         with trio.move_on_after(self.settings.negotiation_timeout):
             await self._settled.wait()
         await self.portal._send_inbound(Connect(self.session.sessid, self.session.get_sync_data()))
-        self._announced.set()
+        # The reader never waits for this: what it got meanwhile is held here,
+        # and goes on in order.
+        while self._early:
+            await self.portal._send_inbound(self._early.pop(0))
+        self._announced = True
+
+    async def _to_handler(self, message: DataIn) -> None:
+        if self._announced:
+            await self.portal._send_inbound(message)
+        else:
+            self._early.append(message)
 
     async def _reader(self) -> None:
         idle = self.settings.idle_timeout or math.inf
@@ -301,13 +313,12 @@ class _Connection:
             await self._handle_line(event.data)
         elif isinstance(event, FlagsChanged):
             self.session.protocol_flags.update(event.flags)
-            if self._announced.is_set():
+            if self._announced:
                 await self.portal._send_inbound(
                     SessionUpdate(self.session.sessid, {"protocol_flags": event.flags})
                 )
         elif isinstance(event, OOBInput):
-            await self._announced.wait()
-            await self.portal._send_inbound(
+            await self._to_handler(
                 DataIn(self.session.sessid, event.cmdname, event.args, event.kwargs)
             )
         elif isinstance(event, Settled):
@@ -337,8 +348,7 @@ class _Connection:
         if text.strip() == "MSSP-REQUEST" and not self.session.logged_in:
             self.session.data_out(text=_mssp_text(self.portal.mssp_variables()))
             return
-        await self._announced.wait()
-        await self.portal._send_inbound(DataIn(self.session.sessid, "text", (text,), {}))
+        await self._to_handler(DataIn(self.session.sessid, "text", (text,), {}))
 
     async def _writer(self) -> None:
         keepalive = self.settings.telnet_keepalive or math.inf
