@@ -335,7 +335,10 @@ class TelnetProtocol:
                     self._state = _IAC
                 elif byte == CR:
                     events.append(self._end_line())
-                    self._after_cr = True
+                    if pos < end and data[pos] in (LF, NUL):
+                        pos += 1  # CR LF or CR NUL, whole: the common case
+                    else:
+                        self._after_cr = True
                 elif byte in (LF, NUL):
                     if self._after_cr:
                         self._after_cr = False  # the second half of CR LF / CR NUL

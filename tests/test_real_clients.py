@@ -1,0 +1,182 @@
+"""Real MUD clients against a running server: TinTin++ and plain telnet.
+
+Each client runs in its own tmux server (a private socket), which gives it a
+real terminal of a known size that the test can resize, type into and read.
+The clients are Debian packages (tintin++, telnet, tmux) that .ci/run
+installs; where they are missing these tests are skipped, except in CI
+(``CI`` set), where a missing client is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from trio_mud import Server
+from trio_mud.nursery_portal import PortalSession
+
+from .helpers import WAIT
+
+TT = shutil.which("tt++") or shutil.which("tt++", path="/usr/games")
+TELNET = shutil.which("telnet")
+TMUX = shutil.which("tmux")
+
+
+def need(program: str | None, name: str) -> str:
+    if program is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; .ci/run must install it")
+        pytest.skip(f"{name} is not installed")
+    return program
+
+
+class Terminal:
+    """A program in a tmux window: type into it, read its screen."""
+
+    def __init__(self, tmux: str, socket: str) -> None:
+        self.tmux = tmux
+        self.socket = socket
+
+    async def run(self, *args: str) -> str:
+        result = await trio.run_process(
+            [self.tmux, "-L", self.socket, *args], capture_stdout=True, check=True
+        )
+        return result.stdout.decode("utf-8", errors="replace")
+
+    async def type(self, *keys: str) -> None:
+        await self.run("send-keys", "-t", "main", *keys)
+
+    async def screen(self) -> str:
+        return await self.run("capture-pane", "-p", "-t", "main", "-S", "-200")
+
+    async def resize(self, width: int, height: int) -> None:
+        await self.run("resize-window", "-t", "main", "-x", str(width), "-y", str(height))
+
+    async def wait_for_screen(self, text: str) -> str:
+        """The screen, once it shows ``text``."""
+        return await wait_until(self.screen, lambda screen: text in screen)
+
+
+async def wait_until(read: Callable[[], Any], ready: Callable[[Any], bool]) -> Any:
+    """Poll ``read()`` until ``ready`` says yes.
+
+    An external program gives no event to wait on, so this polls, with a
+    deadline; it waits for a condition, never for a fixed time.
+    """
+    with trio.fail_after(WAIT):
+        while True:
+            value = read()
+            if hasattr(value, "__await__"):
+                value = await value
+            if ready(value):
+                return value
+            await trio.sleep(0.02)
+
+
+@asynccontextmanager
+async def terminal(
+    command: list[str], width: int = 100, height: int = 30
+) -> AsyncIterator[Terminal]:
+    tmux = need(TMUX, "tmux")
+    socket = f"trio-mud-test-{os.getpid()}-{id(command)}"
+    term = Terminal(tmux, socket)
+    env = {**os.environ, "TERM": "xterm-256color"}
+    await trio.run_process(
+        [tmux, "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", "main",
+         "-x", str(width), "-y", str(height), *command],
+        env=env,
+        check=True,
+    )  # fmt: skip
+    try:
+        yield term
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.run_process(
+                [tmux, "-L", socket, "kill-server"], check=False, stderr=subprocess.DEVNULL
+            )
+
+
+def portal_session(server: Server, ready: Callable[[PortalSession], bool]) -> PortalSession | None:
+    for session in server.portal.sessions.values():
+        if ready(session):
+            return session
+    return None
+
+
+# TinTin++ refuses GMCP unless a script takes it (as its manual shows).
+TINTIN_SCRIPT = """\
+#event {{IAC WILL GMCP}}
+{{
+    #send {{\\xFF\\xFD\\xC9\\}};
+    #send {{\\xFF\\xFA\\xC9Core.Supports.Set ["Room 1", "Char 1"]\\xFF\\xF0\\}}
+}}
+#event {{IAC SB GMCP Room.Info IAC SE}} {{#showme {{GMCP-ROOM %1}}}}
+#session mud 127.0.0.1 {port}
+"""
+
+
+async def test_tintin(server: Server, tmp_path: Path) -> None:
+    tintin = need(TT, "TinTin++ (tt++)")
+    script = tmp_path / "client.tin"
+    script.write_text(TINTIN_SCRIPT.format(port=server.telnet_port))
+    async with terminal([tintin, "-G", str(script)]) as term:
+        # The connection screen arrives, through MCCP2, and reads as text.
+        await term.wait_for_screen('"look" shows this screen again')
+        session = await wait_until(
+            lambda: portal_session(server, lambda s: "MTTS" in s.protocol_flags), bool
+        )
+        flags = session.protocol_flags
+        assert flags["CLIENTNAME"] == "TinTin++"
+        assert flags["MTTS"] & 271 == 271  # ANSI, VT100, UTF-8, 256 colours, truecolor
+        assert flags["TRUECOLOR"] and flags["UTF-8"]
+        assert flags["MCCP"] is True
+        connection = session.connection
+        assert connection is not None and connection.protocol.compressing
+        # NAWS, and a resize.
+        assert flags["SCREENWIDTH"] == {0: 100} and flags["SCREENHEIGHT"] == {0: 30}
+        await term.resize(120, 40)
+        await wait_until(lambda: flags.get("SCREENWIDTH"), lambda width: width == {0: 120})
+        assert flags["SCREENHEIGHT"] == {0: 40}
+        # GMCP from the client: its Core.Supports.Set.
+        await wait_until(lambda: flags.get("GMCP_SUPPORTS"), bool)
+        assert flags["GMCP_SUPPORTS"] == {"Room": 1, "Char": 1}
+        # The password prompt hides the password.
+        await term.type("create Tess", "Enter")
+        await term.wait_for_screen("Password:")
+        await term.type("hidden-words-9", "Enter")
+        screen = await term.wait_for_screen("Exits:")
+        assert "hidden-words-9" not in screen
+        # GMCP from the server: Room.Info, on login and on every move.
+        assert 'GMCP-ROOM Room.Info {"num":1,"name":"Town Square"' in screen
+        await term.type("north", "Enter")
+        await term.wait_for_screen('GMCP-ROOM Room.Info {"num":6,"name":"North Gate"')
+        await term.type("say Ünïcode wörks", "Enter")
+        await term.wait_for_screen('You say, "Ünïcode wörks"')
+
+
+async def test_plain_telnet(server: Server) -> None:
+    telnet = need(TELNET, "telnet")
+    async with terminal([telnet, "127.0.0.1", str(server.telnet_port)]) as term:
+        screen = await term.wait_for_screen('"look" shows this screen again')
+        await term.type("create Tom", "Enter")
+        await term.wait_for_screen("Password:")
+        await term.type("secret-sauce-7", "Enter")
+        await term.wait_for_screen("Exits:")
+        await term.type("say héllo wörld", "Enter")
+        screen = await term.wait_for_screen('You say, "héllo wörld"')
+        # Line editing is the terminal's own (telnet stays in line mode).
+        await term.type("lokk", "BSpace", "BSpace", "ok", "Enter")
+        await wait_until(term.screen, lambda s: s.count("Exits:") >= 2)
+        screen = await term.screen()
+        assert "secret-sauce-7" not in screen
+        served = screen.split("Escape character is '^]'.", 1)[1]  # after telnet's banner
+        for stray in ("\ufffd", "ÿ", "^", "[0;", "\x1b", "\x00"):
+            assert stray not in served, stray
