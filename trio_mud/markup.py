@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import IntEnum
 from functools import lru_cache
-from typing import Any
-
-from attrs import evolve, frozen
+from typing import Any, NamedTuple
 
 
 class ColorLevel(IntEnum):
@@ -79,8 +77,7 @@ _LITERALS = {"|": "|", "/": "\n", "-": "\t", "_": " "}
 _SCREENREADER_NOISE = re.compile(r"[\u2500-\u259f]+|([=\-~_*#+])\1{2,}")
 
 
-@frozen
-class Style:
+class Style(NamedTuple):
     fg: Color | None = None
     bg: Color | None = None
     bold: bool = False
@@ -90,6 +87,18 @@ class Style:
 
 
 _PLAIN = Style()
+
+#: What the attribute codes (``|n``, ``|h``, ...) do to a style.
+_ATTRS: dict[str, Callable[[Style], Style]] = {
+    "n": lambda style: _PLAIN,
+    "h": lambda style: style._replace(bold=True),
+    "H": lambda style: style._replace(bold=False),
+    "u": lambda style: style._replace(underline=True),
+    "U": lambda style: style._replace(underline=False),
+    "i": lambda style: style._replace(italic=True),
+    "I": lambda style: style._replace(italic=False),
+    "*": lambda style: style._replace(inverse=True),
+}
 
 
 def level_for(flags: Mapping[str, Any]) -> ColorLevel:
@@ -111,35 +120,35 @@ def _parse(text: str) -> Iterator[tuple[str, Style]]:
     buffer: list[str] = []
     pos = 0
     for match in _TOKEN.finditer(text):
-        buffer.append(text[pos : match.start()])
+        start = match.start()
+        if start > pos:
+            buffer.append(text[pos:start])
         pos = match.end()
-        if match["literal"]:
-            buffer.append(_LITERALS[match["literal"]])
+        effect = _effect(match.group())
+        if isinstance(effect, str):
+            buffer.append(effect)
             continue
-        new = _apply(style, match)
+        new = effect(style)
         if new != style:
-            if any(buffer):
+            if buffer:
                 yield "".join(buffer), style
                 buffer = []
             style = new
-    buffer.append(text[pos:])
-    if any(buffer):
+    if pos < len(text):
+        buffer.append(text[pos:])
+    if buffer:
         yield "".join(buffer), style
 
 
-def _apply(style: Style, match: re.Match[str]) -> Style:
-    attr = match["attr"]
-    if attr:
-        return {
-            "n": lambda: _PLAIN,
-            "h": lambda: evolve(style, bold=True),
-            "H": lambda: evolve(style, bold=False),
-            "u": lambda: evolve(style, underline=True),
-            "U": lambda: evolve(style, underline=False),
-            "i": lambda: evolve(style, italic=True),
-            "I": lambda: evolve(style, italic=False),
-            "*": lambda: evolve(style, inverse=True),
-        }[attr]()
+@lru_cache(maxsize=4096)
+def _effect(token: str) -> str | Callable[[Style], Style]:
+    """What one markup token does: a literal to insert, or a style change."""
+    match = _TOKEN.fullmatch(token)
+    assert match is not None
+    if match["literal"]:
+        return _LITERALS[match["literal"]]
+    if match["attr"]:
+        return _ATTRS[match["attr"]]
     color: Color
     if match["named"]:
         letter = match["named"]
@@ -154,7 +163,9 @@ def _apply(style: Style, match: re.Match[str]) -> Style:
     else:
         value = int(match["hex"], 16)
         color = ("rgb", (value >> 16, (value >> 8) & 0xFF, value & 0xFF))
-    return evolve(style, bg=color) if match["bg"] else evolve(style, fg=color)
+    if match["bg"]:
+        return lambda style: style._replace(bg=color)
+    return lambda style: style._replace(fg=color)
 
 
 # -- colour arithmetic ------------------------------------------------------------------
@@ -224,6 +235,7 @@ def _color_codes(color: Color, level: ColorLevel, background: bool) -> list[str]
     return _color_codes(("ansi", rgb_to_ansi(to_rgb(color))), level, background)
 
 
+@lru_cache(maxsize=1024)
 def _sgr(style: Style, level: ColorLevel) -> str:
     codes = ["0"]
     if style.bold:
@@ -241,11 +253,16 @@ def _sgr(style: Style, level: ColorLevel) -> str:
     return "\x1b[" + ";".join(dict.fromkeys(codes)) + "m"
 
 
+@lru_cache(maxsize=2048)
 def render(text: str, level: ColorLevel = ColorLevel.ANSI, *, screenreader: bool = False) -> str:
     """Marked-up ``text`` as ANSI for ``level``; plain text for ``NONE``.
 
     With ``screenreader``, box-drawing characters and ASCII rules go too.
+    Results are cached: a message said to a room is rendered once per colour
+    level, not once per listener.
     """
+    if "|" not in text:
+        return _SCREENREADER_NOISE.sub("", text) if screenreader else text
     out: list[str] = []
     current = _PLAIN
     for chunk, style in _parse(text):
