@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ import trio
 from trio_mud import Server, Settings
 from trio_mud.mudtelnet import msdp_decode
 from trio_mud.telnet import (
+    IAC,
+    SB,
+    SE,
     Event,
     Opt,
     OptionChange,
@@ -68,6 +72,10 @@ class Client:
     def on_event(self, event: Event) -> None:
         """Telnet events other than lines (a subclass answers them)."""
 
+    def decode(self, data: bytes) -> bytes:
+        """What the server sent, before telnet parsing (MCCP2 undoes here)."""
+        return data
+
     @classmethod
     async def connect(cls, port: int, *, rcvbuf: int | None = None) -> Client:
         if rcvbuf is None:
@@ -98,7 +106,7 @@ class Client:
             self.closed = True
             return
         self.raw += data
-        for event in self.protocol.receive_data(data):
+        for event in self.protocol.receive_data(self.decode(data)):
             if isinstance(event, TextLine):
                 text = event.data.decode("utf-8", errors="replace")
                 self.lines.append(SGR.sub("", text))
@@ -172,6 +180,8 @@ class MudClient(Client):
         self.gmcp: list[tuple[str, Any]] = []
         self.msdp: list[tuple[str, Any]] = []
         self.mssp = b""
+        self.inflater: Any = None
+        self.mccp_finished = False
         self._ttype_round = 0
         self.changed = trio.Event()
 
@@ -209,6 +219,27 @@ class MudClient(Client):
                 self.mssp = event.payload
         self.changed.set()
         self.changed = trio.Event()
+
+    def decode(self, data: bytes) -> bytes:
+        marker = bytes((IAC, SB, Opt.MCCP2, IAC, SE))
+        out = bytearray()
+        while data:
+            if self.inflater is not None:
+                out += self.inflater.decompress(data)
+                if not self.inflater.eof:
+                    break
+                data = self.inflater.unused_data
+                self.inflater = None
+                self.mccp_finished = True
+                continue
+            at = data.find(marker) if Opt.MCCP2 in self.remote else -1
+            if at < 0:
+                out += data
+                break
+            out += data[: at + len(marker)]
+            data = data[at + len(marker) :]
+            self.inflater = zlib.decompressobj()
+        return bytes(out)
 
     def send_naws(self, width: int, height: int) -> None:
         self._sb(Opt.NAWS, bytes((width >> 8, width & 255, height >> 8, height & 255)))

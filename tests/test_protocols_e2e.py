@@ -221,3 +221,52 @@ async def test_nocolor_and_screenreader(tmp_path: Path) -> None:
         assert b"\x1b" not in reader.raw
         assert b"=====" not in reader.raw  # the rules of the connection screen went too
         nursery.cancel_scope.cancel()
+
+
+class Compressing(MudClient):
+    remote = frozenset({Opt.GMCP, Opt.EOR, Opt.ECHO, Opt.MCCP2})
+
+
+async def test_mccp2_stream_ends_cleanly_on_quit(server: Server) -> None:
+    mud = await mud_login(server.telnet_port, "Ann", client=Compressing)
+    assert mud.inflater is not None  # everything after the marker came compressed
+    await mud.send_line("quit")
+    farewell = await mud.read_until_closed()
+    assert "Goodbye! Come back soon." in farewell
+    assert mud.mccp_finished  # Z_FINISH: a complete zlib stream, then the close
+
+
+async def test_mccp2_stream_ends_cleanly_on_shutdown(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, make_settings(tmp_path))
+        mud = await mud_login(server.telnet_port, "Ann", client=Compressing)
+        server.shutdown()
+        assert "The server is shutting down. Goodbye!" in await mud.read_until_closed()
+        assert mud.mccp_finished
+
+
+async def test_keepalive_nop_when_output_is_quiet(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, make_settings(tmp_path, telnet_keepalive=0.05))
+        client = Client(await trio.open_tcp_stream("127.0.0.1", server.telnet_port))
+        await client.welcome()
+        with trio.fail_after(10):
+            while bytes((IAC, 241)) not in client.raw.split(b"=====")[-1]:
+                await client._receive()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_answers_nothing_gets_the_screen_after_the_window(
+    tmp_path: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, make_settings(tmp_path, negotiation_timeout=0.25))
+        stream = await trio.open_tcp_stream("127.0.0.1", server.telnet_port)
+        started = trio.current_time()
+        received = b""
+        with trio.fail_after(10):
+            while b"shows this screen again" not in received:
+                received += await stream.receive_some()  # never answers anything
+        assert trio.current_time() - started >= 0.25
+        assert received.startswith(bytes((IAC, DO, Opt.TTYPE)))
+        nursery.cancel_scope.cancel()
