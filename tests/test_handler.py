@@ -21,18 +21,18 @@ from trio_mud import (
     Settings,
 )
 from trio_mud.handler import ERROR_MESSAGE
-from trio_mud.messages import PortalMessage, ServerMessage
+from trio_mud.messages import FromHandler, ToHandler
 
 
 class ChannelPortal:
     """Stands in for the portal: a channel in, a list out."""
 
     def __init__(self, snapshot: list[dict[str, Any]] | None = None) -> None:
-        self.send, self.receive = trio.open_memory_channel[PortalMessage](100)
-        self.out: list[ServerMessage] = []
+        self.send, self.receive = trio.open_memory_channel[ToHandler](100)
+        self.out: list[FromHandler] = []
         self.snapshot = snapshot or []
 
-    def attach(self) -> PortalLink:
+    async def attach(self) -> PortalLink:
         return PortalLink(self.receive, self.snapshot, self.out.append)
 
     def texts(self, sessid: int) -> list[str]:

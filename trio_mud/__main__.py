@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 import trio
 
 from . import __version__
-from .game import WorldError, load_world
+from .game import Store, WorldError, load_world
 from .server import Server
 from .settings import Settings, parse_setting
 
@@ -67,6 +68,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"connections open at once (default {defaults.max_connections})",
     )
     parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="run the game in this process instead of a separate server process "
+        "(reloads then reuse the code already loaded)",
+    )
+    parser.add_argument(
+        "--make-admin",
+        metavar="NAME",
+        help="give the existing account NAME admin rights (the reload command), then exit",
+    )
+    parser.add_argument(
+        "--revoke-admin", metavar="NAME", help="take admin rights from NAME, then exit"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -86,8 +101,14 @@ async def serve(server: Server) -> None:
 
 
 async def _watch_signals(server: Server, hard_stop: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                logging.getLogger("trio_mud").info("SIGHUP: reloading the game")
+                error = await server.reload()
+                if error is not None:
+                    logging.getLogger("trio_mud").error("reload failed: %s", error)
+                continue
             if server.shutting_down:
                 hard_stop.cancel()
                 return
@@ -95,6 +116,24 @@ async def _watch_signals(server: Server, hard_stop: trio.CancelScope) -> None:
                 "%s: shutting down (send it again to stop at once)", signal.Signals(signum).name
             )
             server.shutdown()
+
+
+async def set_admin(settings: Settings, name: str, admin: bool) -> int:
+    """``--make-admin`` / ``--revoke-admin``: change the account, report, exit."""
+    async with Store.open(settings.database_path) as store:
+        changed = await store.set_admin(name, admin)
+    if not changed:
+        print(f"trio_mud: there is no account named {name!r}", file=sys.stderr)
+        return 1
+    print(f"{name} is {'now' if admin else 'no longer'} an admin (effective at next login).")
+    return 0
+
+
+def _raise_file_limit() -> None:
+    """Every connection is a file descriptor: allow as many as the system does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _split_assignment(item: str) -> tuple[str, str]:
@@ -123,14 +162,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "data_dir": args.data_dir,
                 "idle_timeout": args.idle_timeout,
                 "max_connections": args.max_connections,
+                "world_file": args.world,
                 **overrides,
             }
         )
-        world = load_world(args.world)
+        load_world(settings.world_file)  # a broken world file fails here, clearly
     except (ValueError, OSError, WorldError) as exc:
         print(f"trio_mud: {exc}", file=sys.stderr)
         return 2
-    server = Server(settings, world=world)
+    if args.make_admin or args.revoke_admin:
+        return trio.run(
+            set_admin, settings, args.make_admin or args.revoke_admin, bool(args.make_admin)
+        )
+    _raise_file_limit()
+    server = Server(settings, mode="embedded" if args.embedded else "process")
     try:
         trio.run(serve, server)
     except OSError as exc:

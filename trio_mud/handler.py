@@ -22,22 +22,48 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from attrs import define, field, frozen
 
-from .messages import Connect, DataIn, DataOut, Disconnect, PortalMessage, SessionUpdate, SyncData
+from .messages import (
+    Connect,
+    DataIn,
+    DataOut,
+    Disconnect,
+    Done,
+    FromHandler,
+    Loaded,
+    Pause,
+    Paused,
+    PortalMessage,
+    ReloadRequest,
+    Resume,
+    SessionUpdate,
+    SyncData,
+)
 from .nursery_portal import PortalLink, _normalize
 from .oob import MsdpVariables, default_inputfuncs
 from .session import Session
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .nursery_portal import Portal
+    pass
 
 log = logging.getLogger("trio_mud.handler")
+
+#: The portal message being handled (its txid tags the output it causes).
+_TXID: ContextVar[int] = ContextVar("trio_mud_txid", default=0)
+
+
+class Attachable(Protocol):
+    """A portal, in this process or reached over a link."""
+
+    async def attach(self) -> PortalLink: ...
+
 
 InputFunc = Callable[..., Awaitable[None] | None]
 
@@ -59,6 +85,17 @@ class HandlerHooks:
     def at_session_sync(self, session: ServerSession) -> None:
         """A session was rebuilt from a snapshot after a handler restart."""
 
+    async def at_handler_start(self, sessions: Sequence[ServerSession]) -> None:
+        """The sessions of a snapshot are loaded; link them up (may await).
+
+        The default calls :meth:`at_session_sync` for each.
+        """
+        for session in sessions:
+            self.at_session_sync(session)
+
+    async def at_handler_pause(self) -> None:
+        """Everything given so far is handled: save what must survive."""
+
 
 @define(eq=False)
 class ServerSession(Session):
@@ -70,7 +107,7 @@ class ServerSession(Session):
     puppet: Any = field(default=None, kw_only=True)
     #: Scratch space for the game, not synced (Evennia's ``ndb``).
     ndb: dict[str, Any] = field(factory=dict, kw_only=True)
-    _pending: deque[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(
+    _pending: deque[tuple[str, tuple[Any, ...], dict[str, Any], int]] = field(
         factory=deque, kw_only=True, repr=False
     )
     _busy: bool = field(default=False, kw_only=True, repr=False)
@@ -84,8 +121,9 @@ class ServerSession(Session):
         """Send ``cmdname=(args, kwargs)`` to the client. Never blocks."""
         if self.handler is None:
             return
+        txid = _TXID.get()
         for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
-            self.handler.send_nowait(DataOut(self.sessid, cmdname, args, cmd_kwargs))
+            self.handler.send_nowait(DataOut(self.sessid, cmdname, args, cmd_kwargs, txid))
 
     def msg(self, text: str | None = None, **kwargs: Any) -> None:
         """Evennia's shortcut: ``session.msg("Hello")``."""
@@ -98,7 +136,7 @@ class ServerSession(Session):
         if self.handler is None:
             return
         for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
-            self.handler._queue_input(self, cmdname, args, cmd_kwargs)
+            self.handler._queue_input(self, cmdname, args, cmd_kwargs, 0)
 
     def disconnect(self, reason: str | None = None) -> None:
         """Close the client's connection, showing ``reason`` first."""
@@ -152,25 +190,58 @@ class Handler:
         self.sessions: dict[int, ServerSession] = {}
         self._link: PortalLink | None = None
         self._nursery: trio.Nursery | None = None
+        self._idle = trio.lowlevel.ParkingLot()
         self._inputs_handled = 0
         self._input_errors = 0
 
     # -- running -------------------------------------------------------------------
 
     async def run(
-        self, portal: Portal, *, task_status: trio.TaskStatus[Handler] = trio.TASK_STATUS_IGNORED
+        self,
+        portal: Attachable,
+        *,
+        task_status: trio.TaskStatus[Handler] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Attach to ``portal`` and handle its messages until it closes."""
-        link = portal.attach()
+        """Attach to ``portal`` and handle its messages until it lets go.
+
+        Loads the snapshot the portal gives (the sessions a previous handler
+        served), tells the portal it is ready, then handles messages. Returns
+        when the portal closes the link: at shutdown, or when a newer handler
+        has taken over.
+        """
+        link = await portal.attach()
         self._link = link
         async with link.inbound, trio.open_nursery() as nursery:
             self._nursery = nursery
-            for sync_data in link.snapshot:
-                self._load(sync_data)
+            sessions = [self._new_session(sync_data) for sync_data in link.snapshot]
+            await self.hooks.at_handler_start(sessions)
+            link.send_nowait(Loaded())
             task_status.started(self)
             async for message in link.inbound:
-                self.handle_message(message)
+                if isinstance(message, Pause):
+                    await self._pause()
+                elif not isinstance(message, Resume):
+                    self.handle_message(message)
+            with trio.move_on_after(self.settings.shutdown_grace):
+                await self.wait_idle()
             nursery.cancel_scope.cancel()
+
+    async def _pause(self) -> None:
+        """Finish every input given so far, save, and tell the portal."""
+        await self.wait_idle()
+        await self.hooks.at_handler_pause()
+        for session in self.sessions.values():
+            self.send_nowait(SessionUpdate(session.sessid, session.get_sync_data()))
+        self.send_nowait(Paused())
+
+    async def wait_idle(self) -> None:
+        """Wait until no session has input running or waiting."""
+        while any(s._busy or s._pending for s in self.sessions.values()):
+            await self._idle.park()
+
+    def request_reload(self, session: ServerSession | None = None) -> None:
+        """Ask the portal for a reload (the game's ``reload`` command)."""
+        self.send_nowait(ReloadRequest(0 if session is None else session.sessid))
 
     def statistics(self) -> HandlerStatistics:
         return HandlerStatistics(
@@ -184,22 +255,36 @@ class Handler:
 
     def handle_message(self, message: PortalMessage) -> None:
         """Act on one message from the portal."""
+        txid = message.txid
         session = self.sessions.get(message.sessid)
-        if isinstance(message, Connect):
-            if session is not None:  # already known from the snapshot
-                session.load_sync_data(message.sync_data)
+        token = _TXID.set(txid)
+        try:
+            if isinstance(message, DataIn):
+                if session is not None:
+                    self._queue_input(session, message.cmdname, message.args, message.kwargs, txid)
+                    return  # Done when the input has run
+                log.debug("sessid %d is gone; dropped %r", message.sessid, message)
+            elif isinstance(message, Connect):
+                if session is not None:  # already known from the snapshot
+                    session.load_sync_data(message.sync_data)
+                else:
+                    self._call_hook("at_session_connect", self._new_session(message.sync_data))
+            elif session is None:
+                log.debug("sessid %d is gone; dropped %r", message.sessid, message)
+            elif isinstance(message, Disconnect):
+                del self.sessions[message.sessid]
+                self._call_hook("at_session_disconnect", session, message.reason)
+                session.handler = None
+                self._idle.unpark_all()
             else:
-                self._call_hook("at_session_connect", self._new_session(message.sync_data))
-        elif session is None:
-            log.debug("sessid %d is gone; dropped %r", message.sessid, message)
-        elif isinstance(message, DataIn):
-            self._queue_input(session, message.cmdname, message.args, message.kwargs)
-        elif isinstance(message, Disconnect):
-            del self.sessions[message.sessid]
-            self._call_hook("at_session_disconnect", session, message.reason)
-            session.handler = None
-        else:
-            session.load_sync_data(message.sync_data)
+                session.load_sync_data(message.sync_data)
+        finally:
+            _TXID.reset(token)
+        self._done(txid, message.sessid)
+
+    def _done(self, txid: int, sessid: int, sync_data: SyncData | None = None) -> None:
+        if txid:
+            self.send_nowait(Done(txid, sessid, sync_data or {}))
 
     def _new_session(self, sync_data: SyncData) -> ServerSession:
         session = ServerSession(handler=self, sync_attrs=self.settings.session_sync_attrs)
@@ -207,13 +292,9 @@ class Handler:
         self.sessions[session.sessid] = session
         return session
 
-    def _load(self, sync_data: SyncData) -> None:
-        session = self._new_session(sync_data)
-        session.at_sync()
-
     # -- towards the portal --------------------------------------------------------------
 
-    def send_nowait(self, message: DataOut | Disconnect | SessionUpdate) -> None:
+    def send_nowait(self, message: FromHandler) -> None:
         if self._link is not None:
             self._link.send_nowait(message)
 
@@ -228,41 +309,67 @@ class Handler:
     # -- input dispatch ------------------------------------------------------------------
 
     def _queue_input(
-        self, session: ServerSession, cmdname: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        session: ServerSession,
+        cmdname: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        txid: int,
     ) -> None:
-        session._pending.append((cmdname, args, kwargs))
+        session._pending.append((cmdname, args, kwargs, txid))
         self._run_pending(session)
 
     def _run_pending(self, session: ServerSession) -> None:
         while session._pending and not session._busy and session.handler is self:
-            cmdname, args, kwargs = session._pending.popleft()
-            func = self.inputfuncs.get(cmdname) or self.inputfuncs.get("default")
-            if cmdname == "text":
-                typed = str(args[0]).strip() if args else ""
-                session.update_session_counters(idle=typed == self.settings.idle_command)
-            else:
-                session.update_session_counters(idle=True)
-            if func is None:
-                log.debug("sessid %d: no input function for %r", session.sessid, cmdname)
-                continue
-            self._inputs_handled += 1
+            cmdname, args, kwargs, txid = session._pending.popleft()
+            token = _TXID.set(txid)
             try:
-                result = func(session, *args, **kwargs)
-            except Exception:
-                self._report_error(session, cmdname)
-                continue
-            if inspect.isawaitable(result):
-                assert self._nursery is not None, "Handler.run() is not running"
-                session._busy = True
-                self._nursery.start_soon(self._finish, session, cmdname, result)
+                result = self._run_input(session, cmdname, args, kwargs)
+                if result is not None:
+                    assert self._nursery is not None, "Handler.run() is not running"
+                    session._busy = True
+                    self._nursery.start_soon(self._finish, session, cmdname, result, txid)
+            finally:
+                _TXID.reset(token)
+            if not session._busy:
+                self._done(txid, session.sessid, _counters(session))
+        if session.handler is not self:
+            for _, _, _, txid in session._pending:
+                self._done(txid, session.sessid)
+            session._pending.clear()
+        self._idle.unpark_all()
 
-    async def _finish(self, session: ServerSession, cmdname: str, result: Awaitable[None]) -> None:
+    def _run_input(
+        self, session: ServerSession, cmdname: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Awaitable[None] | None:
+        """Call the input function; an awaitable if it is async."""
+        func = self.inputfuncs.get(cmdname) or self.inputfuncs.get("default")
+        if cmdname == "text":
+            typed = str(args[0]).strip() if args else ""
+            session.update_session_counters(idle=typed == self.settings.idle_command)
+        else:
+            session.update_session_counters(idle=True)
+        if func is None:
+            log.debug("sessid %d: no input function for %r", session.sessid, cmdname)
+            return None
+        self._inputs_handled += 1
+        try:
+            result = func(session, *args, **kwargs)
+        except Exception:
+            self._report_error(session, cmdname)
+            return None
+        return result if inspect.isawaitable(result) else None
+
+    async def _finish(
+        self, session: ServerSession, cmdname: str, result: Awaitable[None], txid: int
+    ) -> None:
         try:
             await result
         except Exception:
             self._report_error(session, cmdname)
         finally:
             session._busy = False
+            self._done(txid, session.sessid, _counters(session))
         self._run_pending(session)
 
     def _report_error(self, session: ServerSession, cmdname: str) -> None:
@@ -275,3 +382,12 @@ class Handler:
             getattr(self.hooks, name)(session, *args)
         except Exception:
             log.exception("sessid %d: hook %s failed", session.sessid, name)
+
+
+def _counters(session: ServerSession) -> SyncData:
+    """The sync data an input changes: the command counters."""
+    return {
+        "cmd_total": session.cmd_total,
+        "cmd_last": session.cmd_last,
+        "cmd_last_visible": session.cmd_last_visible,
+    }

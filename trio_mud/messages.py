@@ -6,8 +6,17 @@ positional and keyword arguments, so ``text=(["look"], {})`` arrives as
 ``DataIn(sessid, "text", ("look",), {})``.
 
 Portal -> handler: :class:`Connect`, :class:`DataIn`, :class:`Disconnect`,
-:class:`SessionUpdate`. Handler -> portal: :class:`DataOut`,
-:class:`Disconnect`, :class:`SessionUpdate`.
+:class:`SessionUpdate`, and the controls :class:`Pause` and :class:`Resume`.
+Handler -> portal: :class:`DataOut`, :class:`Disconnect`,
+:class:`SessionUpdate`, and the controls :class:`Done`, :class:`Paused`,
+:class:`Loaded` and :class:`ReloadRequest`.
+
+Every message the portal sends a handler carries a ``txid``. The handler
+answers each with :class:`Done` once it has handled it, and tags the output it
+produced meanwhile with the same ``txid``; the portal holds such output until
+the ``Done`` arrives. So if a handler dies half-way, the portal can drop what
+it said and give the input to the next handler: nothing is lost, nothing is
+said twice.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ class Connect:
 
     sessid: int
     sync_data: SyncData
+    txid: int = 0
 
 
 @frozen
@@ -43,16 +53,21 @@ class DataIn:
     cmdname: str
     args: tuple[Any, ...] = field(default=(), converter=_as_tuple)
     kwargs: dict[str, Any] = field(factory=dict)
+    txid: int = 0
 
 
 @frozen
 class DataOut:
-    """Output for a client: ``text``, ``prompt`` or an out-of-band command."""
+    """Output for a client: ``text``, ``prompt`` or an out-of-band command.
+
+    ``txid`` names the portal message whose handling produced it (0: none).
+    """
 
     sessid: int
     cmdname: str
     args: tuple[Any, ...] = field(default=(), converter=_as_tuple)
     kwargs: dict[str, Any] = field(factory=dict)
+    txid: int = 0
 
 
 @frozen
@@ -64,6 +79,7 @@ class Disconnect:
 
     sessid: int
     reason: str = ""
+    txid: int = 0
 
 
 @frozen
@@ -72,7 +88,71 @@ class SessionUpdate:
 
     sessid: int
     sync_data: SyncData
+    txid: int = 0
+
+
+# -- controls --------------------------------------------------------------------------
+
+
+@frozen
+class Done:
+    """Handler -> portal: the message ``txid`` has been handled.
+
+    ``sync_data`` carries what that changed in the session's counters.
+    """
+
+    txid: int
+    sessid: int = 0
+    sync_data: SyncData = field(factory=dict)
+
+
+@frozen
+class Pause:
+    """Portal -> handler: finish everything you have, save, then say Paused."""
+
+
+@frozen
+class Paused:
+    """Handler -> portal: everything sent before Pause is handled and saved."""
+
+
+@frozen
+class Resume:
+    """Portal -> handler: the reload failed; carry on serving."""
+
+
+@frozen
+class Loaded:
+    """Handler -> portal: the snapshot is loaded; ready to take over."""
+
+
+@frozen
+class ReloadRequest:
+    """Handler -> portal: an admin (``sessid``) asked for a reload."""
+
+    sessid: int = 0
+
+
+SNAPSHOT_VERSION = 1
+
+
+@frozen
+class Snapshot:
+    """Every live session's sync data, for a handler that is starting."""
+
+    sessions: tuple[SyncData, ...] = ()
+    version: int = SNAPSHOT_VERSION
+
+
+@frozen
+class Hello:
+    """Server process -> portal, first thing: code imported, database open."""
+
+    pid: int
+    version: int = SNAPSHOT_VERSION
 
 
 PortalMessage = Connect | DataIn | Disconnect | SessionUpdate
 ServerMessage = DataOut | Disconnect | SessionUpdate
+ToHandler = PortalMessage | Pause | Resume
+FromHandler = ServerMessage | Done | Paused | Loaded | ReloadRequest

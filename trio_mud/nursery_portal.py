@@ -27,11 +27,15 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from functools import partial
+from typing import Any, Protocol
 
+import attrs
 import trio
-from attrs import define, field, frozen
+from attrs import Factory, define, field, frozen
 
 from . import markup
 from ._version import __version__
@@ -40,10 +44,17 @@ from .messages import (
     DataIn,
     DataOut,
     Disconnect,
+    Done,
+    FromHandler,
+    Loaded,
+    Pause,
+    Paused,
     PortalMessage,
-    ServerMessage,
+    ReloadRequest,
+    Resume,
     SessionUpdate,
     SyncData,
+    ToHandler,
 )
 from .mudtelnet import (
     FlagsChanged,
@@ -82,21 +93,73 @@ class PortalStatistics:
     connections_total: int
     connections_refused: int
     slow_client_disconnects: int
-    inbound_queue: int
+    #: Messages waiting for a handler (queued during a restart, say).
+    pending_input: int
+    #: Messages a handler has but has not finished.
+    in_flight: int
+    #: Handler generations started so far (1 + reloads + restarts).
+    generations: int
+    #: Whether a handler is taking input right now.
+    live: bool
 
 
 @define
 class PortalLink:
     """What a handler gets when it attaches to a portal.
 
-    ``snapshot`` holds the sync data of every session live at attach time;
-    ``inbound`` carries everything after that; ``send_nowait`` takes the
-    handler's messages and never blocks.
+    ``snapshot`` holds the sync data of every session a handler already knew
+    at attach time; ``inbound`` carries everything after that; ``send_nowait``
+    takes the handler's messages and never blocks.
     """
 
-    inbound: trio.MemoryReceiveChannel[PortalMessage]
+    inbound: trio.MemoryReceiveChannel[ToHandler]
     snapshot: list[SyncData]
-    send_nowait: Callable[[ServerMessage], None]
+    send_nowait: Callable[[FromHandler], None]
+
+
+class Starter(Protocol):
+    """Runs one handler generation (in this process or another).
+
+    It must call ``await portal.attach()``, have the handler load the snapshot
+    and send :class:`~trio_mud.messages.Loaded`, then call
+    ``task_status.started()``; it returns when the generation ends.
+    """
+
+    def __call__(self, portal: Portal, *, task_status: trio.TaskStatus[Any]) -> Awaitable[None]: ...
+
+
+@define(eq=False)
+class _Generation:
+    """One handler's time at the helm, from attach to retirement."""
+
+    number: int
+    send: trio.MemorySendChannel[ToHandler]
+    receive: trio.MemoryReceiveChannel[ToHandler]
+    paused: trio.Event = Factory(trio.Event)
+    ended: bool = False
+    started_at: float = Factory(time.monotonic)
+
+
+@define(eq=False)
+class _Slot:
+    """Lets a generation's runner learn which generation it became."""
+
+    generation: _Generation | None = None
+
+
+_SLOT: ContextVar[_Slot] = ContextVar("trio_mud_generation_slot")
+
+
+class _StartedOnce:
+    """Wraps a task status to remember whether ``started()`` was called."""
+
+    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
+        self.inner = inner
+        self.done = False
+
+    def started(self, value: Any = None) -> None:
+        self.done = True
+        self.inner.started(value)
 
 
 @define(eq=False)
@@ -113,7 +176,7 @@ class PortalSession(Session):
             self.connection.send_nowait(DataOut(self.sessid, cmdname, args, cmd_kwargs))
 
     def data_in(self, **kwargs: Any) -> None:
-        """Pass input to the handler without waiting.
+        """Pass input to the handler without waiting (it is queued).
 
         The connection's reader uses the waiting path instead, so that a busy
         handler slows that client down rather than dropping its input.
@@ -121,8 +184,8 @@ class PortalSession(Session):
         if self.connection is None:
             return
         for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
-            self.connection.portal.send_inbound_nowait(
-                DataIn(self.sessid, cmdname, args, cmd_kwargs), self
+            self.connection.portal.queue_nowait(
+                self.connection, DataIn(self.sessid, cmdname, args, cmd_kwargs)
             )
 
     def disconnect(self, reason: str | None = None) -> None:
@@ -171,6 +234,16 @@ class _TokenBucket:
         return self.tokens + (now - self.stamp) * self.rate >= self.burst
 
 
+#: Most output held back for one unfinished message; beyond it, output flows.
+_MAX_HELD = 10_000
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one line for an admin: its type and message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
+
+
 class _Flush:
     """Tells the writer to send what the protocol has queued."""
 
@@ -201,8 +274,15 @@ class _Connection:
         self._closing = False
         self._settled = trio.Event()
         self._announced = False
-        #: Input that arrived before the handler heard of this session.
-        self._early: list[DataIn] = []
+        #: Input that arrived before negotiation settled.
+        self._early: list[PortalMessage] = []
+        #: Messages for the handler that wait for one (owned by the portal).
+        self.pending: deque[PortalMessage] = deque()
+        #: A handler has been sent this session's Connect ...
+        self.introduced = False
+        #: ... and has finished handling it.
+        self.known = False
+        self.told_input_dropped = False
         self._commands = _TokenBucket(
             self.settings.max_command_rate, self.settings.command_rate_burst, trio.current_time()
         )
@@ -270,16 +350,17 @@ class _Connection:
         """
         with trio.move_on_after(self.settings.negotiation_timeout):
             await self._settled.wait()
-        await self.portal._send_inbound(Connect(self.session.sessid, self.session.get_sync_data()))
+        connect = Connect(self.session.sessid, self.session.get_sync_data())
+        await self.portal.to_handler(self, connect)
         # The reader never waits for this: what it got meanwhile is held here,
         # and goes on in order.
         while self._early:
-            await self.portal._send_inbound(self._early.pop(0))
+            await self.portal.to_handler(self, self._early.pop(0))
         self._announced = True
 
-    async def _to_handler(self, message: DataIn) -> None:
+    async def _to_handler(self, message: PortalMessage) -> None:
         if self._announced:
-            await self.portal._send_inbound(message)
+            await self.portal.to_handler(self, message)
         else:
             self._early.append(message)
 
@@ -314,8 +395,8 @@ class _Connection:
         elif isinstance(event, FlagsChanged):
             self.session.protocol_flags.update(event.flags)
             if self._announced:
-                await self.portal._send_inbound(
-                    SessionUpdate(self.session.sessid, {"protocol_flags": event.flags})
+                await self.portal.to_handler(
+                    self, SessionUpdate(self.session.sessid, {"protocol_flags": event.flags})
                 )
         elif isinstance(event, OOBInput):
             await self._to_handler(
@@ -430,17 +511,26 @@ def _mssp_text(variables: list[tuple[str, str]]) -> str:
 class Portal:
     """Listens, runs every connection, and talks to one handler at a time.
 
+    Handlers come and go in *generations*. A generation calls :meth:`attach`;
+    if another is serving, that one is paused first (it finishes and saves
+    what it has), and the new one gets a snapshot of every session. Once it
+    sends ``Loaded`` it takes over and the old one is retired; if it fails
+    first, the old one resumes. While no handler takes input, what players
+    type waits in a bounded queue per session, in order.
+
     Args:
         settings: the server's configuration.
+        starter: how to run a handler generation (see :class:`Starter`). With
+            one, :meth:`run` starts the first generation, :meth:`reload`
+            replaces it, and a generation that dies is restarted. Without
+            one, handlers are started by hand (``handler.run(portal)``).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, starter: Starter | None = None) -> None:
         self.settings = settings
+        self.starter = starter
         self._connections: dict[int, _Connection] = {}
         self._sessids = itertools.count(1)
-        self._inbound_send, self._inbound_recv = trio.open_memory_channel[PortalMessage](
-            settings.inbound_queue_size
-        )
         self._buckets: dict[str, _TokenBucket] = {}
         self._accept_scope: trio.CancelScope | None = None
         self._connection_closed = trio.lowlevel.ParkingLot()
@@ -449,16 +539,168 @@ class Portal:
         self._slow_client_disconnects = 0
         self.telnet_addresses: list[tuple[str, int]] = []
         self.started = time.time()
+        # -- handler generations
+        self._system: trio.Nursery | None = None
+        self._gen: _Generation | None = None
+        self._candidate: _Generation | None = None
+        self._live = False
+        self._numbers = itertools.count(1)
+        self._takeover = trio.Semaphore(1)
+        self._reload_lock = trio.Lock()
+        self._running_generations = 0
+        self._generation_ended = trio.lowlevel.ParkingLot()
+        self._stopping = False
+        self._restart_notice = False
+        self._recovering = False
+        self._failures = 0
+        # -- messages on their way
+        self._txids = itertools.count(1)
+        self._inflight: dict[int, tuple[_Connection, PortalMessage]] = {}
+        self._held: dict[int, list[DataOut]] = {}
+        self._ready: deque[_Connection] = deque()
+        self._ready_ids: set[int] = set()
+        self._wakeup = trio.lowlevel.ParkingLot()
+        self._progress = trio.lowlevel.ParkingLot()
 
-    # -- the handler's side ----------------------------------------------------------
+    # -- input towards the handler -------------------------------------------------------
 
-    def attach(self) -> PortalLink:
-        """Give a (new) handler the live sessions and the inbound channel."""
-        snapshot = [conn.session.get_sync_data() for conn in self._connections.values()]
-        return PortalLink(self._inbound_recv.clone(), snapshot, self.send_nowait)
+    async def to_handler(self, conn: _Connection, message: PortalMessage) -> None:
+        """Pass ``message`` on, waiting while the handler is busy.
 
-    def send_nowait(self, message: ServerMessage) -> None:
-        """Route a handler's message to its connection. Never blocks."""
+        While no handler is live, or the session has input queued already,
+        the message joins the session's queue instead, so order is kept.
+        """
+        gen = self._gen
+        if self._live and gen is not None and not conn.pending:
+            if not await self._send_to(gen, conn, message):
+                conn.pending.appendleft(message)
+                self._mark_ready(conn)
+        else:
+            self.queue_nowait(conn, message)
+
+    def queue_nowait(self, conn: _Connection, message: PortalMessage) -> None:
+        """Queue ``message`` for the handler; never blocks.
+
+        Typed input beyond ``max_pending_input`` waiting messages is dropped,
+        and the player is told.
+        """
+        if isinstance(message, DataIn) and len(conn.pending) >= self.settings.max_pending_input:
+            if not conn.told_input_dropped:
+                conn.told_input_dropped = True
+                notice = self.settings.input_dropped_message
+                conn.send_nowait(DataOut(conn.session.sessid, "text", (notice,)))
+            log.warning("sessid %d: input queue full; input dropped", conn.session.sessid)
+            return
+        conn.pending.append(message)
+        self._mark_ready(conn)
+
+    def _mark_ready(self, conn: _Connection) -> None:
+        if conn.session.sessid not in self._ready_ids:
+            self._ready_ids.add(conn.session.sessid)
+            self._ready.append(conn)
+        self._wakeup.unpark_all()
+
+    async def _send_to(self, gen: _Generation, conn: _Connection, message: PortalMessage) -> bool:
+        """Give ``message`` to ``gen``, numbered; False if that handler is gone."""
+        txid = next(self._txids)
+        self._inflight[txid] = (conn, message)
+        if isinstance(message, Connect):
+            conn.introduced = True
+        try:
+            await gen.send.send(attrs.evolve(message, txid=txid))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._inflight.pop(txid, None)
+            self._generation_lost(gen, "its input channel closed")
+            return False
+        return True
+
+    async def _pump(self) -> None:
+        """Feed queued input to the live handler, a message per session in turn."""
+        while True:
+            while self._live and self._ready and self._gen is not None:
+                conn = self._ready.popleft()
+                self._ready_ids.discard(conn.session.sessid)
+                if not conn.pending:
+                    continue
+                if await self._send_to(self._gen, conn, conn.pending[0]):
+                    conn.pending.popleft()
+                    conn.told_input_dropped = False
+                if conn.pending:
+                    self._mark_ready(conn)
+            self._progress.unpark_all()
+            await self._wakeup.park()
+
+    # -- the handler's side --------------------------------------------------------------
+
+    async def attach(self) -> PortalLink:
+        """Let a handler generation take over; returns once it may.
+
+        A generation serving now is paused first: it finishes everything it
+        was given, saves, and says ``Paused``. The link's snapshot holds the
+        sync data of every session a handler already knew. The caller must
+        load it and send ``Loaded`` (or fail, and the old one resumes).
+        """
+        await self._takeover.acquire()
+        send, receive = trio.open_memory_channel[ToHandler](self.settings.inbound_queue_size)
+        gen = _Generation(next(self._numbers), send, receive)
+        slot = _SLOT.get(None)
+        if slot is not None:
+            slot.generation = gen
+        self._candidate = gen
+        old = self._gen
+        if old is not None and not old.ended:
+            await self._pause(old)
+        snapshot = [c.session.get_sync_data() for c in self._connections.values() if c.known]
+        log.info("handler generation %d attaching (%d sessions)", gen.number, len(snapshot))
+        return PortalLink(receive, snapshot, partial(self._from_handler, gen))
+
+    async def _pause(self, gen: _Generation) -> None:
+        self._live = False
+        self._notice(self.settings.reload_message)
+        with trio.move_on_after(self.settings.pause_timeout):
+            try:
+                await gen.send.send(Pause())
+                await gen.paused.wait()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        if not gen.paused.is_set():
+            self._generation_lost(gen, "it did not pause in time")
+
+    def _from_handler(self, gen: _Generation, message: FromHandler) -> None:
+        """Act on a message from handler generation ``gen``. Never blocks."""
+        if gen.ended:
+            return  # a retired or dead generation: not listened to
+        if isinstance(message, Done):
+            entry = self._inflight.pop(message.txid, None)
+            if entry is not None and isinstance(entry[1], Connect):
+                entry[0].known = True
+            conn = self._connections.get(message.sessid)
+            if message.sync_data and conn is not None:
+                conn.session.load_sync_data(message.sync_data)
+            for held in self._held.pop(message.txid, ()):
+                self._route(held)
+            self._progress.unpark_all()
+        elif isinstance(message, DataOut) and message.txid in self._inflight:
+            waiting = self._held.setdefault(message.txid, [])
+            if len(waiting) < _MAX_HELD:
+                waiting.append(message)
+            else:
+                self._route(message)
+        elif isinstance(message, Paused):
+            gen.paused.set()
+        elif isinstance(message, Loaded):
+            self._take_over(gen)
+        elif isinstance(message, ReloadRequest):
+            if self._system is not None:
+                self._system.start_soon(self._reload_for, message.sessid)
+        else:
+            self._route(message)
+
+    def send_nowait(self, message: DataOut | Disconnect | SessionUpdate) -> None:
+        """Route a message to its connection at once. Never blocks."""
+        self._route(message)
+
+    def _route(self, message: DataOut | Disconnect | SessionUpdate) -> None:
         conn = self._connections.get(message.sessid)
         if conn is None:
             return  # that client left already
@@ -469,17 +711,188 @@ class Portal:
         else:
             conn.send_nowait(message)
 
-    async def _send_inbound(self, message: PortalMessage) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._inbound_send.send(message)  # these errors: shutting down
+    def _take_over(self, gen: _Generation) -> None:
+        if gen is not self._candidate:
+            return
+        old, self._gen, self._candidate = self._gen, gen, None
+        if old is not None and not old.ended:
+            old.ended = True
+            old.send.close()  # the old handler returns
+        self._live = True
+        self._takeover.release()
+        self._wakeup.unpark_all()
+        log.info("handler generation %d is live", gen.number)
+        if self._restart_notice:
+            self._restart_notice = False
+            self._notice(self.settings.reload_done_message)
 
-    def send_inbound_nowait(self, message: PortalMessage, session: PortalSession) -> None:
+    def _candidate_failed(self, gen: _Generation | None) -> None:
+        """A generation died before taking over: the old one carries on."""
+        if gen is None or gen is not self._candidate:
+            return
+        gen.ended = True
+        gen.send.close()
+        self._candidate = None
+        old = self._gen
+        if old is not None and not old.ended:
+            if old.paused.is_set():
+                old.paused = trio.Event()
+                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                    old.send.send_nowait(Resume())
+            self._live = True
+            self._wakeup.unpark_all()
+            if self._restart_notice:
+                self._restart_notice = False
+                self._notice(self.settings.reload_failed_message)
+        self._takeover.release()
+
+    def _generation_lost(self, gen: _Generation, why: str) -> None:
+        """``gen`` is gone unasked: take back what it had not finished."""
+        if gen.ended:
+            return
+        gen.ended = True
+        gen.send.close()
+        if gen is not self._gen:
+            return
+        self._live = False
+        log.error("handler generation %d lost: %s", gen.number, why)
+        # What it was given and had not finished goes back, in order, to be
+        # handled by the next generation; what it said about it is dropped.
+        returned: dict[int, tuple[_Connection, list[PortalMessage]]] = {}
+        for _, (conn, message) in sorted(self._inflight.items()):
+            returned.setdefault(conn.session.sessid, (conn, []))[1].append(message)
+        for conn, messages in returned.values():
+            conn.pending.extendleft(reversed(messages))
+            self._mark_ready(conn)
+        self._inflight.clear()
+        self._held.clear()
+        if self._stopping:
+            return
+        self._notice(self.settings.crash_message)
+        if self.starter is not None and self._system is not None and not self._recovering:
+            self._system.start_soon(self._recover)
+
+    # -- generations under the portal's care ----------------------------------------------
+
+    async def start_generation(self) -> None:
+        """Start a handler generation with the starter; return once it is live.
+
+        Raises whatever the generation raised if it could not take over (the
+        one serving before goes on serving).
+        """
+        if self.starter is None or self._system is None:
+            raise RuntimeError("this portal has no starter, or is not running")
+        await self._system.start(self._run_generation)
+
+    async def _run_generation(self, *, task_status: trio.TaskStatus[None]) -> None:
+        assert self.starter is not None
+        slot = _Slot()
+        _SLOT.set(slot)
+        status = _StartedOnce(task_status)
+        self._running_generations += 1
         try:
-            self._inbound_send.send_nowait(message)
-        except trio.WouldBlock:
-            session.data_out(text="The server is busy; your input was dropped.")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            await self.starter(self, task_status=status)
+        except Exception as exc:
+            if not status.done:
+                self._candidate_failed(slot.generation)
+                raise
+            log.error("handler generation failed: %r", exc, exc_info=exc)
+        finally:
+            self._running_generations -= 1
+            self._generation_ended.unpark_all()
+        if not status.done:
+            self._candidate_failed(slot.generation)
+            raise RuntimeError("the handler generation ended before it took over")
+        if slot.generation is not None:
+            self._generation_lost(slot.generation, "it ended")
+
+    async def reload(self) -> str | None:
+        """Replace the handler generation; None, or why it failed.
+
+        Players see ``reload_message`` and then ``reload_done_message`` (or
+        ``reload_failed_message``); if the new generation cannot start, the
+        old one never stops serving.
+        """
+        async with self._reload_lock:
+            try:
+                await self.start_generation()
+            except Exception as exc:
+                log.error("reload failed: %s", _describe(exc))
+                return _describe(exc)
+        return None
+
+    async def _reload_for(self, sessid: int) -> None:
+        error = await self.reload()
+        conn = self._connections.get(sessid)
+        if error is not None and conn is not None:
+            conn.send_nowait(DataOut(sessid, "text", (markup.escape(f"Reload failed: {error}"),)))
+
+    async def _recover(self) -> None:
+        """Start a new generation after a crash, backing off while it keeps failing."""
+        self._recovering = True
+        try:
+            while not self._stopping:
+                delay = min(self.settings.restart_backoff_max, self._backoff())
+                if delay:
+                    log.warning("restarting the handler in %.1f s", delay)
+                    await trio.sleep(delay)
+                async with self._reload_lock:
+                    if self._live or self._stopping:
+                        return
+                    try:
+                        await self.start_generation()
+                        return
+                    except Exception as exc:
+                        self._failures += 1
+                        log.error("handler restart failed: %s", _describe(exc))
+        finally:
+            self._recovering = False
+
+    def _backoff(self) -> float:
+        gen = self._gen
+        stable = self.settings.restart_stable_after
+        if gen is not None and time.monotonic() - gen.started_at > stable:
+            self._failures = 0
+        if self._failures == 0:
+            self._failures = 1
+            return 0.0
+        return float(self.settings.restart_backoff * 2 ** (self._failures - 1))
+
+    def _notice(self, text: str) -> None:
+        """Tell every connected player something (restart notices)."""
+        if not text:
+            return
+        self._restart_notice = text in (self.settings.reload_message, self.settings.crash_message)
+        for conn in self._connections.values():
+            conn.send_nowait(DataOut(conn.session.sessid, "text", (text,)))
+
+    # -- running -------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> dict[int, PortalSession]:
+        return {sessid: conn.session for sessid, conn in self._connections.items()}
+
+    @property
+    def live(self) -> bool:
+        """Whether a handler is taking input now."""
+        return self._live
+
+    def statistics(self) -> PortalStatistics:
+        pending = sum(len(c.pending) for c in self._connections.values())
+        return PortalStatistics(
+            connections_open=len(self._connections),
+            connections_total=self._connections_total,
+            connections_refused=self._connections_refused,
+            slow_client_disconnects=self._slow_client_disconnects,
+            pending_input=pending,
+            in_flight=len(self._inflight),
+            generations=self._generation_count(),
+            live=self._live,
+        )
+
+    def _generation_count(self) -> int:
+        current = self._candidate or self._gen
+        return 0 if current is None else current.number
 
     def mssp_variables(self) -> list[tuple[str, str]]:
         """What MUD listings read: name, players, uptime, ports, protocols."""
@@ -507,19 +920,6 @@ class Portal:
 
     # -- running -------------------------------------------------------------------------
 
-    @property
-    def sessions(self) -> dict[int, PortalSession]:
-        return {sessid: conn.session for sessid, conn in self._connections.items()}
-
-    def statistics(self) -> PortalStatistics:
-        return PortalStatistics(
-            connections_open=len(self._connections),
-            connections_total=self._connections_total,
-            connections_refused=self._connections_refused,
-            slow_client_disconnects=self._slow_client_disconnects,
-            inbound_queue=self._inbound_send.statistics().current_buffer_used,
-        )
-
     async def run(
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -527,6 +927,7 @@ class Portal:
 
         ``task_status.started`` receives ``[(host, port), ...]`` for the telnet
         listeners, so that a caller that asked for port 0 learns the real port.
+        With a starter, the first handler generation is live before that.
         """
         listeners: list[trio.SocketListener] = []
         try:
@@ -534,26 +935,50 @@ class Portal:
                 for port in self.settings.telnet_ports:
                     listeners += await trio.open_tcp_listeners(port, host=interface)
             self.telnet_addresses = [lst.socket.getsockname()[:2] for lst in listeners]
-            # Connections live in their own nursery, apart from the accept
-            # loops: when shutdown() stops accepting, they carry on until
-            # they have said goodbye.
-            async with trio.open_nursery() as connections, trio.open_nursery() as accepting:
-                self._accept_scope = accepting.cancel_scope
-                for listener in listeners:
-                    accepting.start_soon(self._accept_loop, listener, connections)
-                for host, port in self.telnet_addresses:
-                    log.info("telnet listening on %s port %d", host, port)
-                task_status.started(self.telnet_addresses)
+            async with trio.open_nursery() as system:
+                self._system = system
+                system.start_soon(self._pump)
+                if self.starter is not None:
+                    await self.start_generation()
+                # Connections live in their own nursery, apart from the accept
+                # loops: when shutdown() stops accepting, they carry on until
+                # they have said goodbye.
+                async with trio.open_nursery() as connections, trio.open_nursery() as accepting:
+                    self._accept_scope = accepting.cancel_scope
+                    for listener in listeners:
+                        accepting.start_soon(self._accept_loop, listener, connections)
+                    for host, port in self.telnet_addresses:
+                        log.info("telnet listening on %s port %d", host, port)
+                    task_status.started(self.telnet_addresses)
+                await self._retire_handlers()
+                system.cancel_scope.cancel()
         finally:
+            self._stopping = True
             for listener in listeners:
                 await listener.aclose()
-            self._inbound_send.close()
+            if self._gen is not None:
+                self._gen.send.close()
+
+    async def _retire_handlers(self) -> None:
+        """After the last connection: let the handler finish, then stop it."""
+        self._stopping = True
+        with trio.move_on_after(self.settings.shutdown_grace):
+            while self._live and (self._ready or self._inflight):
+                await self._progress.park()  # the pump and the handler finish up
+        for gen in (self._gen, self._candidate):
+            if gen is not None and not gen.ended:
+                gen.ended = True
+                gen.send.close()
+        with trio.move_on_after(self.settings.shutdown_grace):
+            while self._running_generations:
+                await self._generation_ended.park()
 
     async def shutdown(self, message: str | None = None) -> None:
         """Stop accepting, say goodbye to every client and close them all.
 
         Waits at most ``settings.shutdown_grace`` for the goodbyes to be
-        written; connections still open then are dropped.
+        written; connections still open then are dropped. The handler then
+        finishes what it has (disconnects, saves) and stops.
         """
         if self._accept_scope is not None:
             self._accept_scope.cancel()
@@ -631,9 +1056,11 @@ class Portal:
         finally:
             del self._connections[sessid]
             session.connection = None
-            self._connection_closed.unpark_all()
             log.info("sessid %d: disconnected (%s)", sessid, conn.close_reason)
+            if conn.introduced:
+                self.queue_nowait(conn, Disconnect(sessid, conn.close_reason))
+            else:
+                conn.pending.clear()  # no handler ever heard of it
+            self._connection_closed.unpark_all()
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(1.0):
-                    await self._send_inbound(Disconnect(sessid, conn.close_reason))
                 await trio.aclose_forcefully(stream)

@@ -1,40 +1,116 @@
-"""The whole server in one Trio run: portal, handler and the starter game.
+"""The whole server: a portal, and handler generations running the game.
 
 :class:`Server` is what ``python -m trio_mud`` runs, and what tests start on
-port 0. A custom application that wants its own game builds a
+port 0. In ``"embedded"`` mode every handler generation runs in this Trio run;
+in ``"process"`` mode each runs in a server process of its own (see
+:mod:`trio_mud.serverproc`), so that a reload loads entirely new code. Either
+way the portal keeps every connection through reloads and crashes.
+
+A custom application that wants its own game builds a
 :class:`~trio_mud.nursery_portal.Portal` and a
 :class:`~trio_mud.handler.Handler` directly (see the README).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal
 
 import trio
 
-from .game import Game, Store, World, load_world
-from .handler import Handler
-from .nursery_portal import Portal
+from .game import Store, World, load_world
+from .handler import Handler, HandlerHooks
+from .nursery_portal import Portal, Starter
 from .settings import Settings
 
 log = logging.getLogger("trio_mud.server")
 
+Mode = Literal["embedded", "process"]
+
+#: What ``settings.game`` names: ``factory(settings, world, store) -> game``.
+GameFactory = Callable[[Settings, World, Store], Any]
+
+
+def load_game_factory(path: str) -> GameFactory:
+    """Import ``module:attribute`` (the game's factory), fresh."""
+    module_name, _, attribute = path.partition(":")
+    module = importlib.import_module(module_name)
+    factory: GameFactory = getattr(module, attribute or "Game")
+    return factory
+
+
+class _Tap:
+    """A task status that runs a callback when ``started()`` is called."""
+
+    def __init__(self, inner: trio.TaskStatus[Any], callback: Callable[[], None]) -> None:
+        self.inner = inner
+        self.callback = callback
+
+    def started(self, value: Any = None) -> None:
+        self.callback()
+        self.inner.started(value)
+
+
+async def run_generation(
+    settings: Settings,
+    portal: Any,
+    *,
+    on_live: Callable[[Handler, Any], None] | None = None,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one handler generation of the game in this Trio run.
+
+    Opens its own database connection, loads the world and the game (from
+    ``settings.game``), and runs a :class:`Handler` attached to ``portal``
+    until the portal retires it. Anything that fails before the handler has
+    taken over (a broken game module, say) raises, and the portal keeps the
+    generation it had.
+    """
+    factory = load_game_factory(settings.game)
+    world = load_world(settings.world_file)
+    await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    async with Store.open(settings.database_path) as store:
+        game = factory(settings, world, store)
+        hooks: HandlerHooks = game
+        handler = Handler(settings, game.inputfuncs(), hooks=hooks)
+        game.attach_handler(handler)
+        async with trio.open_nursery() as background:
+            await background.start(game.run)
+            status = _Tap(task_status, lambda: on_live(handler, game) if on_live else None)
+            await handler.run(portal, task_status=status)
+            background.cancel_scope.cancel()  # the game saves what is unsaved
+
 
 class Server:
-    """Runs the portal, the handler and the game until :meth:`shutdown`.
+    """Runs the portal and the game until :meth:`shutdown`.
 
     Args:
         settings: the configuration.
-        world: the rooms to serve; the bundled world if not given.
+        mode: ``"embedded"`` (one process) or ``"process"`` (a server process
+            per handler generation).
     """
 
-    def __init__(self, settings: Settings, *, world: World | None = None) -> None:
+    def __init__(self, settings: Settings, *, mode: Mode = "embedded") -> None:
         self.settings = settings
-        self.world = world if world is not None else load_world()
-        self.portal = Portal(settings)
+        self.mode = mode
+        starter: Starter
+        if mode == "process":
+            from .serverproc import ProcessStarter
+
+            starter = ProcessStarter(settings)
+        else:
+            starter = partial(run_generation, settings, on_live=self._on_live)
+        self.portal = Portal(settings, starter=starter)
+        #: The live generation's handler and game (embedded mode only).
         self.handler: Handler | None = None
-        self.game: Game | None = None
+        self.game: Any = None
         self._shutdown = trio.Event()
+
+    def _on_live(self, handler: Handler, game: Any) -> None:
+        self.handler, self.game = handler, game
 
     @property
     def telnet_port(self) -> int:
@@ -49,29 +125,25 @@ class Server:
         """Start a graceful shutdown: goodbye to everyone, save, stop."""
         self._shutdown.set()
 
+    async def reload(self) -> str | None:
+        """Replace the game's handler (new code in process mode); None or the error."""
+        return await self.portal.reload()
+
     async def run(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`shutdown` is called (or the task is cancelled).
 
         ``task_status.started`` is given this server once it is listening.
         """
-        await trio.Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
-        async with Store.open(self.settings.database_path) as store:
-            game = self.game = Game(self.settings, self.world, store)
-            handler = self.handler = Handler(self.settings, game.inputfuncs(), hooks=game)
-            game.register_msdp(handler.msdp)
-            async with trio.open_nursery() as background:
-                await background.start(game.run)
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(self.portal.run)
-                    await nursery.start(handler.run, self.portal)
-                    log.info(
-                        "%s is up; data in %s", self.settings.server_name, self.settings.data_dir
-                    )
-                    task_status.started(self)
-                    await self._shutdown.wait()
-                    log.info("shutting down")
-                    await self.portal.shutdown()
-                    # portal.run returns once every connection is closed; the
-                    # handler then sees the end of its channel and returns.
-                background.cancel_scope.cancel()  # the game saves what is unsaved
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.portal.run)
+            log.info(
+                "%s is up (%s mode); data in %s",
+                self.settings.server_name,
+                self.mode,
+                self.settings.data_dir,
+            )
+            task_status.started(self)
+            await self._shutdown.wait()
+            log.info("shutting down")
+            await self.portal.shutdown()
         log.info("stopped")

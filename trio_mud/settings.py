@@ -76,6 +76,8 @@ class Settings:
     telnet_ports: tuple[int, ...] = field(default=(4000,), converter=_tuple, validator=_ports)
     #: Where the database and other state live.
     data_dir: Path = field(default=Path("trio_mud_data"), converter=Path)
+    #: A world JSON file to serve; None serves the bundled world.
+    world_file: Path | None = field(default=None, converter=attrs.converters.optional(Path))
 
     # -- per-connection limits (portal) -------------------------------------
     #: Longest accepted input line, in characters (Evennia's MAX_CHAR_LIMIT).
@@ -126,6 +128,33 @@ class Settings:
         default=(("FAMILY", "Custom"), ("STATUS", "Alpha"), ("CRAWL DELAY", "-1")),
         converter=_tuple,
     )
+
+    # -- handler restarts ---------------------------------------------------------
+    #: Import path of the game a handler generation runs: a callable taking
+    #: ``(settings, world, store)`` and returning the game (HandlerHooks with
+    #: ``inputfuncs()``), as ``module:attribute``.
+    game: str = "trio_mud.game:Game"
+    #: Messages (typed lines mostly) one session may have waiting while no
+    #: handler takes input; beyond it, typed input is dropped and the player told.
+    max_pending_input: int = field(default=100, validator=_positive)
+    input_dropped_message: str = (
+        "The server is restarting and cannot keep more of your input: some of what "
+        "you typed was dropped. Please type it again in a moment."
+    )
+    reload_message: str = "Server restarting..."
+    reload_done_message: str = "... Server restarted."
+    reload_failed_message: str = "... Server restart failed; carrying on as before."
+    crash_message: str = "The server stopped unexpectedly; restarting it..."
+    #: Seconds a handler may take to finish its work when asked to pause.
+    pause_timeout: float = field(default=30.0, validator=_positive)
+    #: Seconds a new server process may take to start and load the snapshot.
+    server_start_timeout: float = field(default=60.0, validator=_positive)
+    #: Restart after a crash at once, then after this, doubling each time it
+    #: fails again, up to ``restart_backoff_max``; a handler that stayed up
+    #: ``restart_stable_after`` seconds resets the count.
+    restart_backoff: float = field(default=0.5, validator=_positive)
+    restart_backoff_max: float = field(default=30.0, validator=_positive)
+    restart_stable_after: float = field(default=60.0, validator=_positive)
 
     # -- sessions and shutdown ------------------------------------------------
     session_sync_attrs: tuple[str, ...] = field(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
 from attrs import define, field
 
-from ..handler import HandlerHooks, InputFunc, ServerSession
+from ..handler import Handler, HandlerHooks, InputFunc, ServerSession
 from ..oob import MsdpVariables
 from ..settings import Settings
 from .accounts import NAME_PATTERN, Passwords, name_problem, password_problem
@@ -99,6 +99,7 @@ class Game(HandlerHooks):
         self._unsaved: dict[int, str] = {}
         self._unsaved_event = trio.Event()
         self.msdp = MsdpVariables()
+        self.handler: Handler | None = None
         self._commands: dict[str, CommandFunc] = {}
         commands: list[tuple[tuple[str, ...], CommandFunc]] = [
             (("look", "l"), self.cmd_look),
@@ -108,6 +109,7 @@ class Game(HandlerHooks):
             (("help", "?"), self.cmd_help),
             (("quit",), self.cmd_quit),
             (("go",), self.cmd_go),
+            (("reload",), self.cmd_reload),
         ]
         for names, func in commands:
             self.add_command(names, func)
@@ -140,6 +142,11 @@ class Game(HandlerHooks):
     def inputfuncs(self) -> dict[str, InputFunc]:
         """The input functions to give the :class:`~trio_mud.handler.Handler`."""
         return {"text": self.text, "login": self.gmcp_login}
+
+    def attach_handler(self, handler: Handler) -> None:
+        """Wire the game to the handler that runs it."""
+        self.handler = handler
+        self.register_msdp(handler.msdp)
 
     def register_msdp(self, msdp: MsdpVariables) -> None:
         """Offer the game's MSDP variables (call with ``handler.msdp``)."""
@@ -200,6 +207,27 @@ class Game(HandlerHooks):
     def _mark_unsaved(self, char: Character) -> None:
         self._unsaved[char.id] = char.room.key
         self._unsaved_event.set()
+
+    # -- handler restarts ------------------------------------------------------------
+
+    async def at_handler_start(self, sessions: Sequence[ServerSession]) -> None:
+        """After a reload: put every puppeted character back where it was."""
+        for session in sessions:
+            if not (session.logged_in and session.uid and session.puid):
+                continue
+            account = await self.store.account(session.uid)
+            record = await self.store.character(session.puid)
+            if account is None or record is None:
+                log.warning("sessid %d: account or character gone after reload", session.sessid)
+                session.logged_in = False
+                session.uid = session.puid = session.uname = None
+                session.sync()
+                continue
+            self._enter_world(session, account, record)
+
+    async def at_handler_pause(self) -> None:
+        """Before a reload: every location saved."""
+        await self.flush()
 
     # -- session hooks ----------------------------------------------------------------
 
@@ -374,14 +402,23 @@ class Game(HandlerHooks):
             old.puppet = None
             old.disconnect("Your character was taken over by a new connection.")
             arrival = f"{char.name} has reconnected."
-        elif char is not None:
-            arrival = f"{char.name} has entered the game."
         else:
+            arrival = f"{char.name if char else record.name} has entered the game."
+        char = self._enter_world(session, account, record)
+        self._tell_room(char.room, arrival, exclude=char)
+        self.cmd_look(session, "")
+        self._send_status(char, everything=True)
+
+    def _enter_world(
+        self, session: ServerSession, account: AccountRecord, record: CharacterRecord
+    ) -> Character:
+        """Link ``session`` to its character, placing it in the world if need be."""
+        char = self.online.get(record.id)
+        if char is None:
             room = self.world.rooms.get(record.location) or self.world.rooms[self.world.start]
             char = Character(record.id, record.account_id, record.name, room)
             self.online[char.id] = char
             self._occupants[room.key][char.id] = char
-            arrival = f"{char.name} has entered the game."
         char.session = session
         session.puppet = char
         session.account = account
@@ -390,9 +427,7 @@ class Game(HandlerHooks):
         session.puid = char.id
         session.logged_in = True
         session.sync()
-        self._tell_room(char.room, arrival, exclude=char)
-        self.cmd_look(session, "")
-        self._send_status(char, everything=True)
+        return char
 
     def _leave_world(self, char: Character, announcement: str) -> None:
         self.online.pop(char.id, None)
@@ -520,6 +555,18 @@ class Game(HandlerHooks):
             session.msg("You can't go that way." if args else "Go where?")
             return
         self._move(char, target, DIRECTION_ALIASES.get(args.lower(), args.lower()))
+
+    def cmd_reload(self, session: ServerSession, args: str) -> None:
+        account = session.account
+        if not isinstance(account, AccountRecord) or not account.is_admin:
+            session.msg('Command "reload" is not available. Type "help" for help.')
+            return
+        if self.handler is None:
+            session.msg("This server cannot reload.")
+            return
+        log.info("sessid %d: %s asked for a reload", session.sessid, account.name)
+        session.msg("Reloading...")
+        self.handler.request_reload(session)
 
     def cmd_quit(self, session: ServerSession, args: str) -> None:
         session.disconnect("Goodbye! Come back soon.")

@@ -145,6 +145,16 @@ class Store:
         ).fetchone()
         return None if row is None else AccountRecord(row[0], row[1], row[2], bool(row[3]))
 
+    async def account(self, account_id: int) -> AccountRecord | None:
+        """The account with this id, if it exists."""
+        return await self._run(self._account, account_id)
+
+    def _account(self, account_id: int) -> AccountRecord | None:
+        row = self._db.execute(
+            "SELECT id, name, password_hash, is_admin FROM accounts WHERE id = ?", (account_id,)
+        ).fetchone()
+        return None if row is None else AccountRecord(row[0], row[1], row[2], bool(row[3]))
+
     async def record_login(self, account_id: int, new_password_hash: str | None = None) -> None:
         """Note a successful login; store a re-hashed password if given."""
         await self._run(self._record_login, account_id, new_password_hash)
@@ -182,6 +192,16 @@ class Store:
             "SELECT id, account_id, name, location FROM characters"
             " WHERE account_id = ? ORDER BY id LIMIT 1",
             (account_id,),
+        ).fetchone()
+        return None if row is None else CharacterRecord(*row)
+
+    async def character(self, character_id: int) -> CharacterRecord | None:
+        """The character with this id, if it exists."""
+        return await self._run(self._character, character_id)
+
+    def _character(self, character_id: int) -> CharacterRecord | None:
+        row = self._db.execute(
+            "SELECT id, account_id, name, location FROM characters WHERE id = ?", (character_id,)
         ).fetchone()
         return None if row is None else CharacterRecord(*row)
 

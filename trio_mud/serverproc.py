@@ -1,0 +1,279 @@
+"""Handler generations in a server process of their own.
+
+``python -m trio_mud`` runs a portal process that owns every socket. Each
+handler generation is a fresh ``python -m trio_mud.serverproc`` process, so a
+reload loads entirely new code. The two talk over a socket pair the portal
+creates and the child inherits (no file anyone else could open), in frames of
+:mod:`trio_mud.wire`:
+
+1. the child imports the game and opens the database, then says ``Hello``;
+2. the portal pauses the generation serving now and sends a ``Snapshot``;
+3. the child loads it and says ``Loaded``; from then on it is the handler.
+
+If the child dies before ``Loaded`` (a syntax error in the game, say), the
+portal reports the last lines of its stderr and keeps the old generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import cattrs
+import trio
+
+from .messages import FromHandler, Hello, Loaded, Snapshot, ToHandler
+from .nursery_portal import Portal, PortalLink
+from .settings import Settings
+from .wire import FrameReader, LinkMessage, encode
+
+log = logging.getLogger("trio_mud.serverproc")
+
+#: Messages the child may have queued for the portal before it counts as stuck.
+_OUTBOX = 1_000_000
+
+_settings_converter = cattrs.Converter()
+_settings_converter.register_unstructure_hook(Path, str)
+_settings_converter.register_structure_hook(Path, lambda value, _: Path(value))
+
+
+def settings_to_json(settings: Settings) -> str:
+    return json.dumps(_settings_converter.unstructure(settings))
+
+
+def settings_from_json(text: str) -> Settings:
+    return _settings_converter.structure(json.loads(text), Settings)
+
+
+class ServerStartError(Exception):
+    """A server process could not start or take over; the message says why."""
+
+
+# -- the portal's side ----------------------------------------------------------------
+
+
+class ProcessStarter:
+    """Runs each handler generation as a ``trio_mud.serverproc`` process."""
+
+    def __init__(self, settings: Settings, *, python: str = sys.executable) -> None:
+        self.settings = settings
+        self.python = python
+
+    async def __call__(self, portal: Portal, *, task_status: trio.TaskStatus[Any]) -> None:
+        parent, child = socket.socketpair()
+        try:
+            process = await trio.lowlevel.open_process(
+                [self.python, "-m", "trio_mud.serverproc", "--fd", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            child.close()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(parent))
+        stderr_tail: deque[str] = deque(maxlen=20)
+        log.info("server process %d started", process.pid)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_relay_stderr, process, stderr_tail)
+                assert process.stdin is not None
+                await process.stdin.send_all(settings_to_json(self.settings).encode() + b"\n")
+                await process.stdin.aclose()
+                await self._serve(process, stream, portal, stderr_tail, task_status)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+                with trio.move_on_after(self.settings.shutdown_grace):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            log.info("server process %d exited (%s)", process.pid, process.returncode)
+
+    async def _serve(
+        self,
+        process: trio.Process,
+        stream: trio.SocketStream,
+        portal: Portal,
+        stderr_tail: deque[str],
+        task_status: trio.TaskStatus[Any],
+    ) -> None:
+        reader = FrameReader()
+        queued: deque[LinkMessage] = deque()
+
+        async def next_message() -> LinkMessage | None:
+            while not queued:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return None
+                queued.extend(reader.feed(data))
+            return queued.popleft()
+
+        def failure(what: str) -> ServerStartError:
+            tail = [line for line in stderr_tail if line.strip()]
+            detail = tail[-1] if tail else f"exit status {process.poll()}"
+            return ServerStartError(f"{what}: {detail}")
+
+        with trio.move_on_after(self.settings.server_start_timeout) as starting:
+            hello = await next_message()
+        if starting.cancelled_caught:
+            raise ServerStartError("the server process did not start in time")
+        if not isinstance(hello, Hello):
+            await process.wait()  # let its last words reach the tail
+            raise failure("the server process failed to start")
+        link = await portal.attach()
+        await stream.send_all(encode(Snapshot(tuple(link.snapshot))))
+        started = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_forward, link, stream)
+            while True:
+                message = await next_message()
+                if message is None:
+                    break
+                if isinstance(message, ToHandler | Snapshot | Hello):
+                    log.warning("server process sent %r; ignored", message)
+                    continue
+                link.send_nowait(message)
+                if isinstance(message, Loaded) and not started:
+                    started = True
+                    task_status.started()
+            nursery.cancel_scope.cancel()
+        if not started:
+            await process.wait()
+            raise failure("the server process failed while loading")
+
+
+async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
+    """The portal's messages for the handler, onto the socket."""
+    try:
+        async for message in link.inbound:
+            await stream.send_all(encode(message))
+        await stream.send_eof()  # retired: the child finishes and exits
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def _relay_stderr(process: trio.Process, tail: deque[str]) -> None:
+    """The child's log lines into ours (and the last few kept for errors)."""
+    assert process.stderr is not None
+    buffer = b""
+    async for data in process.stderr:
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace")
+            tail.append(line)
+            sys.stderr.write(f"[server {process.pid}] {line}\n")
+
+
+# -- the child's side -------------------------------------------------------------------
+
+
+class RemotePortal:
+    """The portal as a server process sees it: frames over a socket."""
+
+    def __init__(self, stream: trio.SocketStream, settings: Settings) -> None:
+        self.stream = stream
+        self._out_send, self._out_recv = trio.open_memory_channel[FromHandler | Hello](_OUTBOX)
+        self._in_send, self._in_recv = trio.open_memory_channel[ToHandler](
+            settings.inbound_queue_size
+        )
+        self._snapshot: Snapshot | None = None
+        self._got_snapshot = trio.Event()
+        #: Set once everything queued for the portal has been written.
+        self.drained = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer)
+            task_status.started()
+            await self._reader()
+
+    async def attach(self) -> PortalLink:
+        self.send_nowait(Hello(os.getpid()))
+        await self._got_snapshot.wait()
+        assert self._snapshot is not None
+        return PortalLink(self._in_recv, list(self._snapshot.sessions), self.send_nowait)
+
+    def send_nowait(self, message: FromHandler | Hello) -> None:
+        try:
+            self._out_send.send_nowait(message)
+        except trio.WouldBlock:
+            log.error("the portal stopped reading; closing the link")
+            self._out_send.close()
+        except trio.ClosedResourceError:
+            pass
+
+    async def close(self) -> None:
+        """Send what is queued, then close the link."""
+        self._out_send.close()
+
+    async def _reader(self) -> None:
+        reader = FrameReader()
+        async with self._in_send:
+            while True:
+                try:
+                    data = await self.stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    self._got_snapshot.set()  # nothing more will come
+                    return
+                for message in reader.feed(data):
+                    if isinstance(message, Snapshot):
+                        self._snapshot = message
+                        self._got_snapshot.set()
+                    else:
+                        await self._in_send.send(message)  # type: ignore[arg-type]
+
+    async def _writer(self) -> None:
+        try:
+            async for message in self._out_recv:
+                await self.stream.send_all(encode(message))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.drained.set()
+
+
+async def child_main(settings: Settings, fd: int) -> None:
+    from .server import run_generation
+
+    sock = socket.socket(fileno=fd)
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    remote = RemotePortal(stream, settings)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(remote.run)
+        await run_generation(settings, remote)
+        await remote.close()
+        with trio.move_on_after(settings.shutdown_grace):
+            await remote.drained.wait()  # all it said has reached the portal
+        nursery.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="A trio_mud server process (started by the portal)."
+    )
+    parser.add_argument("--fd", type=int, required=True, help="the link socket's file descriptor")
+    args = parser.parse_args(argv)
+    settings = settings_from_json(sys.stdin.readline())
+    logging.basicConfig(
+        level=os.environ.get("TRIO_MUD_LOG_LEVEL", "INFO"),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    trio.run(child_main, settings, args.fd)
+
+
+if __name__ == "__main__":
+    main()
