@@ -30,7 +30,17 @@ from typing import Any
 import cattrs
 import trio
 
-from .messages import FromHandler, Hello, Loaded, Snapshot, ToHandler
+from .messages import (
+    Connect,
+    DataIn,
+    FromHandler,
+    Hello,
+    Loaded,
+    Pause,
+    Resume,
+    Snapshot,
+    ToHandler,
+)
 from .nursery_portal import Portal, PortalLink
 from .settings import Settings
 from .wire import FrameReader, LinkMessage, encode
@@ -66,6 +76,8 @@ class ProcessStarter:
     def __init__(self, settings: Settings, *, python: str = sys.executable) -> None:
         self.settings = settings
         self.python = python
+        #: The pid of the newest server process (for operators and tests).
+        self.pid: int | None = None
 
     async def __call__(self, portal: Portal, *, task_status: trio.TaskStatus[Any]) -> None:
         parent, child = socket.socketpair()
@@ -80,6 +92,7 @@ class ProcessStarter:
             child.close()
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(parent))
         stderr_tail: deque[str] = deque(maxlen=20)
+        self.pid = process.pid
         log.info("server process %d started", process.pid)
         try:
             async with trio.open_nursery() as nursery:
@@ -112,7 +125,10 @@ class ProcessStarter:
 
         async def next_message() -> LinkMessage | None:
             while not queued:
-                data = await stream.receive_some(65536)
+                try:
+                    data = await stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    data = b""  # reset: the process died
                 if not data:
                     return None
                 queued.extend(reader.feed(data))
@@ -139,7 +155,7 @@ class ProcessStarter:
                 message = await next_message()
                 if message is None:
                     break
-                if isinstance(message, ToHandler | Snapshot | Hello):
+                if isinstance(message, Connect | DataIn | Pause | Resume | Snapshot | Hello):
                     log.warning("server process sent %r; ignored", message)
                     continue
                 link.send_nowait(message)
