@@ -39,6 +39,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir,
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 8 * 1024,
+        "connection_rate_burst": 1000,  # tests open many connections from one address
     }
     values.update(overrides)
     return Settings(**values)
@@ -63,6 +64,8 @@ class Client:
         self.stream = stream
         self.protocol = self.make_protocol()
         self.lines: list[str] = []
+        #: Every line ever received, for checks over a whole session.
+        self.history: list[str] = []
         self.raw = bytearray()
         self.closed = False
 
@@ -108,8 +111,9 @@ class Client:
         self.raw += data
         for event in self.protocol.receive_data(self.decode(data)):
             if isinstance(event, TextLine):
-                text = event.data.decode("utf-8", errors="replace")
-                self.lines.append(SGR.sub("", text))
+                text = SGR.sub("", event.data.decode("utf-8", errors="replace"))
+                self.lines.append(text)
+                self.history.append(text)
             else:
                 self.on_event(event)
         reply = self.protocol.bytes_to_send()

@@ -240,6 +240,8 @@ _MAX_HELD = 10_000
 
 def _describe(exc: BaseException) -> str:
     """An exception as one line for an admin: its type and message."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
 

@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -135,9 +136,7 @@ class ProcessStarter:
             return queued.popleft()
 
         def failure(what: str) -> ServerStartError:
-            tail = [line for line in stderr_tail if line.strip()]
-            detail = tail[-1] if tail else f"exit status {process.poll()}"
-            return ServerStartError(f"{what}: {detail}")
+            return ServerStartError(f"{what}: {_last_error(stderr_tail, process.poll())}")
 
         with trio.move_on_after(self.settings.server_start_timeout) as starting:
             hello = await next_message()
@@ -166,6 +165,18 @@ class ProcessStarter:
         if not started:
             await process.wait()
             raise failure("the server process failed while loading")
+
+
+_ERROR_LINE = re.compile(r"^[\s|]*((?:\w+\.)*\w*(?:Error|Exception|Exit)\b.*)$")
+
+
+def _last_error(lines: deque[str], status: int | None) -> str:
+    """The ``SomeError: message`` line a dying Python process printed last."""
+    for line in reversed(lines):
+        match = _ERROR_LINE.match(line)
+        if match:
+            return match.group(1).strip()
+    return f"it exited with status {status}"
 
 
 async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
