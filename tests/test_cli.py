@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from trio_mud.game import Store
 from trio_mud.settings import parse_setting
 
 from .helpers import WAIT, Client
@@ -57,6 +58,35 @@ def test_parse_setting_types() -> None:
     assert parse_setting("data_dir", "/srv/mud") == ("data_dir", Path("/srv/mud"))
 
 
+def test_make_admin(tmp_path: Path) -> None:
+    def run(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "trio_mud", "--data-dir", str(tmp_path), *arguments],
+            capture_output=True,
+            text=True,
+        )
+
+    missing = run("--make-admin", "Nobody")
+    assert missing.returncode == 1 and "no account named 'Nobody'" in missing.stderr
+
+    async def create() -> None:
+        async with Store.open(tmp_path / "trio_mud.sqlite3") as store:
+            await store.create_account("Ann", "not a real hash", "square")
+
+    trio.run(create)
+    made = run("--make-admin", "ann")
+    assert made.returncode == 0 and "ann is now an admin" in made.stdout
+    assert run("--revoke-admin", "Ann").returncode == 0
+
+    async def check() -> bool:
+        async with Store.open(tmp_path / "trio_mud.sqlite3") as store:
+            account = await store.find_account("Ann")
+        assert account is not None
+        return account.is_admin
+
+    assert trio.run(check) is False
+
+
 async def test_play_then_sigterm_says_goodbye_and_exits(tmp_path: Path) -> None:
     command = [
         sys.executable,
@@ -83,6 +113,12 @@ async def test_play_then_sigterm_says_goodbye_and_exits(tmp_path: Path) -> None:
         client = await Client.connect(int(match.group(1)))
         await client.welcome()
         await client.command("create Ann correct horse", "Exits:")
+        await client.command("north", "North Gate")
+        # SIGHUP reloads the game in a fresh server process; nobody drops.
+        process.send_signal(signal.SIGHUP)
+        await client.read_until("Server restarting...")
+        await client.read_until("... Server restarted.")
+        assert (await client.command("look", "Exits:"))[0] == "North Gate"
         process.send_signal(signal.SIGTERM)
         farewell = await client.read_until_closed()
         assert "The server is shutting down. Goodbye!" in farewell

@@ -21,7 +21,7 @@ from trio_mud import (
     Settings,
 )
 from trio_mud.handler import ERROR_MESSAGE
-from trio_mud.messages import FromHandler, ToHandler
+from trio_mud.messages import Done, FromHandler, Loaded, Pause, Paused, Resume, ToHandler
 
 
 class ChannelPortal:
@@ -207,3 +207,61 @@ async def test_handler_returns_when_the_portal_closes_the_channel() -> None:
         await nursery.start(handler.run, portal)
         await portal.send.aclose()
     # Reaching here means run() returned by itself.
+
+
+async def test_every_message_is_done_and_output_is_tagged(nursery: trio.Nursery) -> None:
+    def text(session: ServerSession, line: str) -> None:
+        session.msg(f"ok {line}")
+
+    _, portal, _ = await start(nursery, {"text": text})
+    await portal.send.send(Connect(1, {"sessid": 1}, txid=10))
+    await portal.send.send(DataIn(1, "text", ("look",), {}, txid=11))
+    await portal.send.send(DataIn(99, "text", ("nobody",), {}, txid=12))  # unknown session
+    await trio.testing.wait_all_tasks_blocked()
+    assert Loaded() in portal.out
+    done = [m.txid for m in portal.out if isinstance(m, Done)]
+    assert done == [10, 11, 12]
+    outputs = {m.args[0]: m.txid for m in portal.out if isinstance(m, DataOut)}
+    assert outputs == {"welcome": 10, "ok look": 11}
+    (look_done,) = [m for m in portal.out if isinstance(m, Done) and m.txid == 11]
+    assert look_done.sync_data["cmd_total"] == 1  # the counters travel with Done
+
+
+async def test_pause_waits_for_running_input_then_saves(nursery: trio.Nursery) -> None:
+    gate = trio.Event()
+
+    async def text(session: ServerSession, line: str) -> None:
+        await gate.wait()
+        session.msg(f"finally {line}")
+
+    class Saving(RecordingHooks):
+        async def at_handler_pause(self) -> None:
+            self.events.append(("saved", 0, ""))
+
+    portal = ChannelPortal()
+    hooks = Saving()
+    handler = Handler(Settings(), {"text": text}, hooks=hooks)
+    await nursery.start(handler.run, portal)
+    await portal.send.send(Connect(1, {"sessid": 1}, txid=1))
+    await portal.send.send(DataIn(1, "text", ("slow",), {}, txid=2))
+    await portal.send.send(DataIn(1, "text", ("queued",), {}, txid=3))
+    await portal.send.send(Pause())
+    await trio.testing.wait_all_tasks_blocked()
+    assert Paused() not in portal.out  # still working on "slow"
+    gate.set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert Paused() in portal.out
+    paused_at = portal.out.index(Paused())
+    before = portal.out[:paused_at]
+    assert [m.txid for m in before if isinstance(m, Done)] == [1, 2, 3]
+    assert [m.args[0] for m in before if isinstance(m, DataOut)][-2:] == [
+        "finally slow",
+        "finally queued",
+    ]
+    assert ("saved", 0, "") in hooks.events
+    # Fresh sync data for every session goes out before Paused.
+    assert any(isinstance(m, SessionUpdate) and m.sessid == 1 for m in before)
+    await portal.send.send(Resume())
+    await portal.send.send(DataIn(1, "text", ("after",), {}, txid=4))
+    await trio.testing.wait_all_tasks_blocked()
+    assert [m.txid for m in portal.out if isinstance(m, Done)][-1] == 4

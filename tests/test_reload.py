@@ -252,11 +252,11 @@ async def test_process_mode_reloads_under_load_and_loads_new_code(
         assert len(pids) == 3  # a fresh process each time
         await check_everyone(clients, 12)
         # New code takes full effect on reload; broken code is refused.
-        game_module.write_text("this is not python (\n")
+        await trio.Path(game_module).write_text("this is not python (\n")
         error = await server.reload()
         assert error is not None and "SyntaxError" in error
         await clients[1].command("version", "game version v1")  # still served
-        write_game(game_module, "v2")
+        await trio.to_thread.run_sync(write_game, game_module, "v2")
         assert await server.reload() is None
         await clients[1].command("version", "game version v2")
         assert server.portal.statistics().connections_open == 50
