@@ -212,18 +212,17 @@ class Game(HandlerHooks):
 
     async def at_handler_start(self, sessions: Sequence[ServerSession]) -> None:
         """After a reload: put every puppeted character back where it was."""
-        for session in sessions:
-            if not (session.logged_in and session.uid and session.puid):
-                continue
-            account = await self.store.account(session.uid)
-            record = await self.store.character(session.puid)
-            if account is None or record is None:
+        playing = [s for s in sessions if s.logged_in and s.uid and s.puid]
+        found = await self.store.puppets([(s.uid, s.puid) for s in playing])  # type: ignore[misc]
+        for session in playing:
+            assert session.puid is not None
+            if session.puid not in found:
                 log.warning("sessid %d: account or character gone after reload", session.sessid)
                 session.logged_in = False
                 session.uid = session.puid = session.uname = None
                 session.sync()
                 continue
-            self._enter_world(session, account, record)
+            self._enter_world(session, *found[session.puid])
 
     async def at_handler_pause(self) -> None:
         """Before a reload: every location saved."""

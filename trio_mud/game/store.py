@@ -205,6 +205,38 @@ class Store:
         ).fetchone()
         return None if row is None else CharacterRecord(*row)
 
+    async def puppets(
+        self, pairs: list[tuple[int, int]]
+    ) -> dict[int, tuple[AccountRecord, CharacterRecord]]:
+        """``character id -> (account, character)`` for ``(account, character)`` ids.
+
+        One query for all of them (used to re-link every session after a reload).
+        """
+        return await self._run(self._puppets, pairs)
+
+    def _puppets(
+        self, pairs: list[tuple[int, int]]
+    ) -> dict[int, tuple[AccountRecord, CharacterRecord]]:
+        found: dict[int, tuple[AccountRecord, CharacterRecord]] = {}
+        for start in range(0, len(pairs), 500):  # SQLite caps the number of parameters
+            chunk = pairs[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT a.id, a.name, a.password_hash, a.is_admin,"
+                " c.id, c.account_id, c.name, c.location"
+                " FROM characters c JOIN accounts a ON a.id = c.account_id"
+                f" WHERE c.id IN ({marks})",
+                [character for _, character in chunk],
+            ).fetchall()
+            wanted = dict((character, account) for account, character in chunk)
+            for row in rows:
+                if wanted.get(row[4]) == row[0]:
+                    found[row[4]] = (
+                        AccountRecord(row[0], row[1], row[2], bool(row[3])),
+                        CharacterRecord(*row[4:]),
+                    )
+        return found
+
     async def save_locations(self, locations: Mapping[int, str]) -> None:
         """Store ``character id -> room key`` in one transaction."""
         if locations:
