@@ -148,9 +148,12 @@ def describe(name: str, login_time: float, play_time: float, latencies: list[flo
     return rate
 
 
-async def main(clients: int, commands: int) -> None:
+async def main(clients: int, commands: int, embedded: bool) -> None:
     python = sys.version.split()[0]
-    print(f"{clients} clients x {commands} commands; {os.cpu_count()} cores; Python {python}")
+    mode = "embedded" if embedded else "process"
+    print(
+        f"{clients} clients x {commands} commands, {mode} mode; {os.cpu_count()} cores; Python {python}"
+    )
     with tempfile.TemporaryDirectory() as data_dir:
         mud_argv = [
             sys.executable,
@@ -212,5 +215,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--commands", type=int, default=20)
+    parser.add_argument(
+        "--embedded", action="store_true", help="run the game inside the portal's process"
+    )
     args = parser.parse_args()
-    trio.run(main, args.clients, args.commands)
+    trio.run(main, args.clients, args.commands, args.embedded)

@@ -237,6 +237,9 @@ class _TokenBucket:
 #: Most output held back for one unfinished message; beyond it, output flows.
 _MAX_HELD = 10_000
 
+#: Most queued messages one socket write carries.
+_WRITE_BATCH = 64
+
 
 def _describe(exc: BaseException) -> str:
     """An exception as one line for an admin: its type and message."""
@@ -438,21 +441,28 @@ class _Connection:
         while True:
             with trio.move_on_after(keepalive) as quiet:
                 try:
-                    message = await self._outbox_recv.receive()
+                    batch = [await self._outbox_recv.receive()]
                 except trio.EndOfChannel:
                     return
             if quiet.cancelled_caught:
                 self.protocol.send_keepalive()
                 await self._write(self.protocol.data_to_send())
                 continue
-            if isinstance(message, Disconnect):
-                if message.reason:
-                    self._render_text(message.reason)
-                await self._write(self.protocol.data_to_send() + self.protocol.close())
-                self._cancel_scope.cancel()
-                return
-            if isinstance(message, DataOut):
-                self._render(message)
+            # Whatever else is queued already goes out in the same write.
+            while len(batch) < _WRITE_BATCH:
+                try:
+                    batch.append(self._outbox_recv.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            for message in batch:
+                if isinstance(message, Disconnect):
+                    if message.reason:
+                        self._render_text(message.reason)
+                    await self._write(self.protocol.data_to_send() + self.protocol.close())
+                    self._cancel_scope.cancel()
+                    return
+                if isinstance(message, DataOut):
+                    self._render(message)
             data = self.protocol.data_to_send()
             if data:
                 await self._write(data)
