@@ -284,3 +284,33 @@ async def test_process_mode_survives_kill_9(tmp_path: Path) -> None:
             assert client.history.count("The server stopped unexpectedly; restarting it...") == 2
         assert server.portal.statistics().connections_open == 50
         server.shutdown()
+
+
+async def test_login_screens_and_telnet_state_survive_a_reload(tmp_path: Path) -> None:
+    from .helpers import MudClient, mud_login
+    from .test_protocols_e2e import Compressing
+
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, make_settings(tmp_path))
+        port = server.telnet_port
+        waiting = Client(await trio.open_tcp_stream("127.0.0.1", port))
+        await waiting.welcome()  # stays at the login screen through the reload
+        mud = await mud_login(port, "Ann", client=Compressing)
+        mud.send_naws(132, 50)
+        await mud.flush()
+        await mud.command("look", "Exits:")
+        assert mud.inflater is not None  # MCCP2 is on
+        assert await server.reload() is None
+        await mud.read_until("... Server restarted.")
+        # The same compressed stream carries on; the new handler knows the size.
+        assert mud.inflater is not None and not mud.mccp_finished
+        mud.gmcp.clear()
+        await mud.send_line("north")
+        assert (await mud.wait_gmcp("Room.Info"))["num"] == 6
+        assert server.handler is not None
+        (ann,) = [s for s in server.handler.sessions.values() if s.uname == "Ann"]
+        assert ann.protocol_flags["SCREENWIDTH"] == {0: 132}
+        assert ann.protocol_flags["GMCP_SUPPORTS"] == dict.fromkeys(["Char", "Room"], 1)
+        await waiting.command("create Bob correct horse", "Exits:")
+        assert isinstance(mud, MudClient)
+        nursery.cancel_scope.cancel()
