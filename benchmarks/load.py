@@ -151,9 +151,8 @@ def describe(name: str, login_time: float, play_time: float, latencies: list[flo
 async def main(clients: int, commands: int, embedded: bool) -> None:
     python = sys.version.split()[0]
     mode = "embedded" if embedded else "process"
-    print(
-        f"{clients} clients x {commands} commands, {mode} mode; {os.cpu_count()} cores; Python {python}"
-    )
+    cores = os.cpu_count()
+    print(f"{clients} clients x {commands} commands, {mode} mode; {cores} cores; Python {python}")
     with tempfile.TemporaryDirectory() as data_dir:
         mud_argv = [
             sys.executable,
