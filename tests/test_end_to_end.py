@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from trio_mud import Server
-from trio_mud.nursery_portal import _Connection
+from trio_mud.nursery_portal import TelnetConnection
 
 from .helpers import Client, login, make_settings, start_server
 
@@ -85,14 +85,14 @@ async def test_a_failing_connection_task_ends_only_that_connection(
     port = server.telnet_port
     ann = await login(port, "Ann")
     bob = await login(port, "Bob")
-    original = _Connection._render
+    original = TelnetConnection._render
 
-    def render(self: _Connection, message: object) -> bytes:
+    def render(self: TelnetConnection, message: object) -> bytes:
         if self.session.uname == "Bob":
             raise ValueError("a bug in the portal")
         return original(self, message)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_Connection, "_render", render)
+    monkeypatch.setattr(TelnetConnection, "_render", render)
     await bob.send_line("look")
     await bob.read_until_closed()
     await ann.read_until("Bob has left the game.")

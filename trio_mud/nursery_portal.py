@@ -259,19 +259,19 @@ _Outgoing = DataOut | Disconnect | _Flush
 
 
 class _Connection:
-    """One telnet connection: its session, protocol, reader and writer."""
+    """One client connection, whatever its transport: session and queues.
 
-    def __init__(self, portal: Portal, stream: trio.SocketStream, session: PortalSession) -> None:
+    Subclasses own the transport (telnet here, WebSocket in
+    :mod:`trio_mud.websocket`): they run a reader and a single writer that
+    drains the outbox.
+    """
+
+    protocol_key = "telnet"
+
+    def __init__(self, portal: Portal, session: PortalSession) -> None:
         self.portal = portal
         self.settings = portal.settings
-        self.stream = stream
         self.session = session
-        self.protocol = MudTelnet(
-            max_partial_line=self.settings.max_partial_line,
-            max_subnegotiation=self.settings.max_subnegotiation,
-            max_inflated=self.settings.max_inflated,
-            mccp=self.settings.mccp,
-        )
         self._outbox_send, self._outbox_recv = trio.open_memory_channel[_Outgoing](
             self.settings.max_output_queue
         )
@@ -292,6 +292,9 @@ class _Connection:
             self.settings.max_command_rate, self.settings.command_rate_burst, trio.current_time()
         )
         self.close_reason = "connection closed"
+
+    async def run(self) -> None:
+        raise NotImplementedError
 
     # -- called from outside the connection's tasks (never blocks) ------------------
 
@@ -335,18 +338,6 @@ class _Connection:
 
     # -- the connection's tasks ------------------------------------------------------
 
-    async def run(self) -> None:
-        with self._cancel_scope:
-            async with trio.open_nursery() as nursery:
-                self.protocol.start()
-                nursery.start_soon(self._writer)
-                self.send_nowait(_FLUSH)
-                nursery.start_soon(self._announce)
-                await self._reader()
-                if not self._closing:
-                    # The client hung up: nothing left to write.
-                    nursery.cancel_scope.cancel()
-
     async def _announce(self) -> None:
         """Tell the handler about this session once negotiation has settled.
 
@@ -368,6 +359,51 @@ class _Connection:
             await self.portal.to_handler(self, message)
         else:
             self._early.append(message)
+
+    async def _handle_text(self, text: str) -> None:
+        """A line the player typed: checked, cleaned and passed on."""
+        settings = self.settings
+        text = clean_input(text)
+        if len(text) > settings.max_char_limit:
+            log.info("sessid %d: dropped a %d-character line", self.session.sessid, len(text))
+            self.session.data_out(
+                text=f"Your input was too long ({len(text)} characters; the limit is "
+                f"{settings.max_char_limit}) and was ignored."
+            )
+            return
+        if not self._commands.take(trio.current_time()):
+            self.session.data_out(text=settings.command_rate_warning)
+            return
+        if text.strip() == "MSSP-REQUEST" and not self.session.logged_in:
+            self.session.data_out(text=_mssp_text(self.portal.mssp_variables()))
+            return
+        await self._to_handler(DataIn(self.session.sessid, "text", (text,), {}))
+
+
+class TelnetConnection(_Connection):
+    """A telnet connection: MudTelnet over a TCP stream."""
+
+    def __init__(self, portal: Portal, stream: trio.SocketStream, session: PortalSession) -> None:
+        super().__init__(portal, session)
+        self.stream = stream
+        self.protocol = MudTelnet(
+            max_partial_line=self.settings.max_partial_line,
+            max_subnegotiation=self.settings.max_subnegotiation,
+            max_inflated=self.settings.max_inflated,
+            mccp=self.settings.mccp,
+        )
+
+    async def run(self) -> None:
+        with self._cancel_scope:
+            async with trio.open_nursery() as nursery:
+                self.protocol.start()
+                nursery.start_soon(self._writer)
+                self.send_nowait(_FLUSH)
+                nursery.start_soon(self._announce)
+                await self._reader()
+                if not self._closing:
+                    # The client hung up: nothing left to write.
+                    nursery.cancel_scope.cancel()
 
     async def _reader(self) -> None:
         idle = self.settings.idle_timeout or math.inf
@@ -414,27 +450,12 @@ class _Connection:
             self.send_nowait(_FLUSH)
 
     async def _handle_line(self, data: bytes) -> None:
-        settings = self.settings
         encoding = self.session.protocol_flags.get("ENCODING", "utf-8")
         try:
             text = data.decode(encoding, errors="replace")
         except LookupError:
             text = data.decode("utf-8", errors="replace")
-        text = clean_input(text)
-        if len(text) > settings.max_char_limit:
-            log.info("sessid %d: dropped a %d-character line", self.session.sessid, len(text))
-            self.session.data_out(
-                text=f"Your input was too long ({len(text)} characters; the limit is "
-                f"{settings.max_char_limit}) and was ignored."
-            )
-            return
-        if not self._commands.take(trio.current_time()):
-            self.session.data_out(text=settings.command_rate_warning)
-            return
-        if text.strip() == "MSSP-REQUEST" and not self.session.logged_in:
-            self.session.data_out(text=_mssp_text(self.portal.mssp_variables()))
-            return
-        await self._to_handler(DataIn(self.session.sessid, "text", (text,), {}))
+        await self._handle_text(text)
 
     async def _writer(self) -> None:
         keepalive = self.settings.telnet_keepalive or math.inf
@@ -1040,26 +1061,48 @@ class Portal:
             address = str(stream.socket.getpeername()[0])
         except OSError:
             address = "?"
-        refusal = self._admit(address)
+        refusal = self.admit(address)
         if refusal is not None:
-            self._connections_refused += 1
-            log.warning("refused a connection from %s: %s", address, refusal)
             with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
                 await stream.send_all(TelnetProtocol.encode_text(refusal + "\n"))
             await trio.aclose_forcefully(stream)
             return
-        sessid = next(self._sessids)
-        session = PortalSession(
-            protocol_key="telnet",
+        session = self.new_session("telnet", address)
+        try:
+            await self.run_connection(TelnetConnection(self, stream, session))
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    def admit(self, address: str) -> str | None:
+        """Why a new connection from ``address`` must be refused (logged), or None."""
+        refusal = self._admit(address)
+        if refusal is not None:
+            self._connections_refused += 1
+            log.warning("refused a connection from %s: %s", address, refusal)
+        return refusal
+
+    def new_session(self, protocol_key: str, address: str) -> PortalSession:
+        """A session with a fresh sessid, for a connection about to run."""
+        return PortalSession(
+            protocol_key=protocol_key,
             address=address,
-            sessid=sessid,
+            sessid=next(self._sessids),
             sync_attrs=self.settings.session_sync_attrs,
         )
-        conn = _Connection(self, stream, session)
+
+    async def run_connection(self, conn: _Connection) -> None:
+        """Run ``conn`` as one of the portal's connections, supervised.
+
+        Whatever goes wrong inside it is logged with its sessid and ends that
+        connection only.
+        """
+        session = conn.session
+        sessid = session.sessid
         session.connection = conn
         self._connections[sessid] = conn
         self._connections_total += 1
-        log.info("sessid %d: connected from %s", sessid, address)
+        log.info("sessid %d: %s connection from %s", sessid, session.protocol_key, session.address)
         try:
             await conn.run()
         except Exception:
@@ -1074,5 +1117,3 @@ class Portal:
             else:
                 conn.pending.clear()  # no handler ever heard of it
             self._connection_closed.unpark_all()
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
