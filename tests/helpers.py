@@ -36,6 +36,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: port 0, a private data dir, argon2id at low cost."""
     values: dict[str, Any] = {
         "telnet_ports": (0,),
+        "websocket_port": 0,
+        "web_port": 0,
         "data_dir": data_dir,
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 8 * 1024,

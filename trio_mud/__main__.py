@@ -32,6 +32,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"telnet port; repeat for several (default {defaults.telnet_ports[0]})",
     )
     parser.add_argument(
+        "--websocket-port",
+        type=int,
+        default=defaults.websocket_port,
+        metavar="PORT",
+        help=f"WebSocket port for web clients, 0 to turn off (default {defaults.websocket_port})",
+    )
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=defaults.web_port,
+        metavar="PORT",
+        help=f"HTTP port of the web client page, 0 to turn off (default {defaults.web_port})",
+    )
+    parser.add_argument(
         "--interface",
         action="append",
         metavar="ADDRESS",
@@ -163,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "idle_timeout": args.idle_timeout,
                 "max_connections": args.max_connections,
                 "world_file": args.world,
+                "websocket_port": args.websocket_port or None,
+                "web_port": args.web_port or None,
                 **overrides,
             }
         )

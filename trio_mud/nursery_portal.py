@@ -296,6 +296,11 @@ class _Connection:
     async def run(self) -> None:
         raise NotImplementedError
 
+    @property
+    def is_closing(self) -> bool:
+        """Whether the connection is on its way out."""
+        return self._closing
+
     # -- called from outside the connection's tasks (never blocks) ------------------
 
     def send_nowait(self, message: _Outgoing) -> None:
@@ -571,6 +576,10 @@ class Portal:
         self._connections_refused = 0
         self._slow_client_disconnects = 0
         self.telnet_addresses: list[tuple[str, int]] = []
+        self.websocket_addresses: list[tuple[str, int]] = []
+        self.web_addresses: list[tuple[str, int]] = []
+        #: Resume token -> WebSocket session (see trio_mud.websocket).
+        self.websocket_tokens: dict[str, Any] = {}
         self.started = time.time()
         # -- handler generations
         self._system: trio.Nursery | None = None

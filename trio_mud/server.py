@@ -25,6 +25,8 @@ from .game import Store, World, load_world
 from .handler import Handler, HandlerHooks
 from .nursery_portal import Portal, Starter
 from .settings import Settings
+from .web import serve_web
+from .websocket import serve_websockets
 
 log = logging.getLogger("trio_mud.server")
 
@@ -113,6 +115,16 @@ class Server:
         self.handler, self.game = handler, game
 
     @property
+    def websocket_port(self) -> int:
+        """The WebSocket port actually bound."""
+        return self.portal.websocket_addresses[0][1]
+
+    @property
+    def web_port(self) -> int:
+        """The web page's port actually bound."""
+        return self.portal.web_addresses[0][1]
+
+    @property
     def telnet_port(self) -> int:
         """The first telnet port actually bound (useful after asking for 0)."""
         return self.portal.telnet_addresses[0][1]
@@ -136,14 +148,20 @@ class Server:
         """
         async with trio.open_nursery() as nursery:
             await nursery.start(self.portal.run)
-            log.info(
-                "%s is up (%s mode); data in %s",
-                self.settings.server_name,
-                self.mode,
-                self.settings.data_dir,
-            )
-            task_status.started(self)
-            await self._shutdown.wait()
-            log.info("shutting down")
-            await self.portal.shutdown()
+            async with trio.open_nursery() as web:
+                if self.settings.websocket_port is not None:
+                    await web.start(serve_websockets, self.portal)
+                if self.settings.web_port is not None:
+                    await web.start(serve_web, self.portal)
+                log.info(
+                    "%s is up (%s mode); data in %s",
+                    self.settings.server_name,
+                    self.mode,
+                    self.settings.data_dir,
+                )
+                task_status.started(self)
+                await self._shutdown.wait()
+                log.info("shutting down")
+                await self.portal.shutdown()
+                web.cancel_scope.cancel()  # listeners close; sessions ended above
         log.info("stopped")

@@ -74,6 +74,22 @@ class Settings:
     telnet_interfaces: tuple[str, ...] = field(default=("127.0.0.1",), converter=_tuple)
     #: Telnet ports; 0 picks a free port (tests read it back).
     telnet_ports: tuple[int, ...] = field(default=(4000,), converter=_tuple, validator=_ports)
+    #: WebSocket port for web clients (Evennia's WEBSOCKET_CLIENT_PORT); 0 picks
+    #: a free port; None turns WebSockets off.
+    websocket_port: int | None = 4002
+    #: HTTP port of the web client page; None turns it off.
+    web_port: int | None = 4001
+    #: Seconds one HTTP request for the web page may take.
+    web_request_timeout: float = field(default=10.0, validator=_positive)
+    #: Largest WebSocket message a client may send, in bytes.
+    websocket_max_message: int = field(default=64 * 1024, validator=_positive)
+    #: Seconds between pings to each WebSocket client, and how long a pong may
+    #: take before the client counts as gone.
+    websocket_ping_interval: float = field(default=20.0, validator=_positive)
+    websocket_ping_timeout: float = field(default=10.0, validator=_positive)
+    #: Seconds a WebSocket session waits for its client to come back (with
+    #: its resume token) before it ends.
+    websocket_resume_grace: float = field(default=60.0, validator=_non_negative)
     #: Where the database and other state live.
     data_dir: Path = field(default=Path("trio_mud_data"), converter=Path)
     #: A world JSON file to serve; None serves the bundled world.

@@ -1,0 +1,134 @@
+"""The web client page, over HTTP (h11, no hand-written parser).
+
+Serves ``/`` (the client page, with the WebSocket port written in),
+``/client.js`` and ``/client.css`` from ``trio_mud/webclient/``. One request
+per connection, each within ``web_request_timeout`` seconds; anything else
+gets 404 or 405. The page's Content-Security-Policy allows scripts and styles
+from this server only, so nothing a player types could run even if it ever
+reached the page unescaped.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from importlib import resources
+
+import h11
+import trio
+
+from .nursery_portal import Portal
+from .settings import Settings
+
+log = logging.getLogger("trio_mud.web")
+
+_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/client.js": ("client.js", "text/javascript; charset=utf-8"),
+    "/client.css": ("client.css", "text/css; charset=utf-8"),
+}
+
+_SECURITY_HEADERS = [
+    (
+        b"Content-Security-Policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:;"
+        b" img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Referrer-Policy", b"no-referrer"),
+    (b"Cache-Control", b"no-cache"),
+]
+
+
+def _load(portal: Portal) -> dict[str, tuple[bytes, str]]:
+    files = resources.files("trio_mud.webclient")
+    pages: dict[str, tuple[bytes, str]] = {}
+    ports = [port for _, port in portal.websocket_addresses]
+    for path, (name, content_type) in _FILES.items():
+        data = files.joinpath(name).read_bytes()
+        if name == "index.html":
+            data = data.replace(b"{{WEBSOCKET_PORT}}", str(ports[0] if ports else 0).encode())
+            data = data.replace(b"{{SERVER_NAME}}", _html(portal.settings.server_name).encode())
+        pages[path] = (data, content_type)
+    return pages
+
+
+def _html(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+async def serve_web(
+    portal: Portal,
+    *,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the web client page on ``web_port`` until cancelled."""
+    settings = portal.settings
+    assert settings.web_port is not None, "the web page is turned off (web_port is None)"
+    pages = _load(portal)
+    listeners: list[trio.SocketListener] = []
+    for interface in settings.telnet_interfaces:
+        listeners += await trio.open_tcp_listeners(settings.web_port, host=interface)
+    addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+    portal.web_addresses = addresses
+    for host, port in addresses:
+        log.info("web client on http://%s:%d/", host, port)
+    async with trio.open_nursery() as nursery:
+        handler = partial(_serve_one, pages, settings)
+        await nursery.start(partial(trio.serve_listeners, handler, listeners))
+        task_status.started(addresses)
+
+
+async def _serve_one(
+    pages: dict[str, tuple[bytes, str]], settings: Settings, stream: trio.SocketStream
+) -> None:
+    """One request, one response, then close. Errors end this connection only."""
+    connection = h11.Connection(h11.SERVER)
+    try:
+        with trio.move_on_after(settings.web_request_timeout):
+            request = await _next_request(connection, stream)
+            if request is None:
+                return
+            status, body, content_type = _answer(pages, request)
+            headers = [
+                (b"Content-Type", content_type.encode()),
+                (b"Content-Length", str(len(body)).encode()),
+                (b"Connection", b"close"),
+                *_SECURITY_HEADERS,
+            ]
+            data = connection.send(h11.Response(status_code=status, headers=headers))
+            if request.method != b"HEAD":
+                data = (data or b"") + (connection.send(h11.Data(data=body)) or b"")
+            data = (data or b"") + (connection.send(h11.EndOfMessage()) or b"")
+            await stream.send_all(data)
+    except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        log.debug("web request failed: %r", exc)
+    except Exception:
+        log.exception("web request failed")
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _next_request(
+    connection: h11.Connection, stream: trio.SocketStream
+) -> h11.Request | None:
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            connection.receive_data(await stream.receive_some(16384))
+            continue
+        if isinstance(event, h11.Request):
+            return event
+        return None  # the client closed, or sent something else first
+
+
+def _answer(pages: dict[str, tuple[bytes, str]], request: h11.Request) -> tuple[int, bytes, str]:
+    if request.method not in (b"GET", b"HEAD"):
+        return 405, b"Method not allowed\n", "text/plain; charset=utf-8"
+    path = request.target.decode("ascii", errors="replace").split("?", 1)[0]
+    page = pages.get(path)
+    if page is None:
+        return 404, b"Not found\n", "text/plain; charset=utf-8"
+    return 200, page[0], page[1]

@@ -1,0 +1,129 @@
+// trio_mud's web client: Evennia's JSON over a WebSocket (v1.evennia.com).
+// Game text arrives as HTML the server has already escaped; it is the only
+// markup ever inserted. Everything else is set as text.
+"use strict";
+
+(function () {
+  const output = document.getElementById("output");
+  const status = document.getElementById("status");
+  const promptEl = document.getElementById("prompt");
+  const form = document.getElementById("command-form");
+  const input = document.getElementById("command");
+  const port = document.querySelector('meta[name="trio-mud-websocket-port"]').content;
+  const MAX_LINES = 2000;
+  const history = [];
+  let historyAt = 0;
+  let socket = null;
+  let retries = 0;
+  let passwordMode = false;
+
+  function setStatus(state, text) {
+    status.dataset.state = state;
+    status.textContent = text;
+  }
+
+  function atBottom() {
+    return output.scrollHeight - output.scrollTop - output.clientHeight < 40;
+  }
+
+  function append(node) {
+    const follow = atBottom();
+    output.appendChild(node);
+    while (output.childElementCount > MAX_LINES) output.firstElementChild.remove();
+    if (follow) output.scrollTop = output.scrollHeight;
+  }
+
+  function showHtml(html) {
+    const line = document.createElement("div");
+    line.className = "line";
+    line.innerHTML = html; // escaped by the server (markup.render_html)
+    append(line);
+  }
+
+  function showText(text, cls) {
+    const line = document.createElement("div");
+    line.className = "line " + (cls || "");
+    line.textContent = text;
+    append(line);
+  }
+
+  function setPrompt(html, password) {
+    promptEl.innerHTML = html; // escaped by the server
+    passwordMode = !!password;
+    input.type = passwordMode ? "password" : "text";
+  }
+
+  function url() {
+    const host = location.hostname.includes(":") ? "[" + location.hostname + "]" : location.hostname;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const token = sessionStorage.getItem("trio-mud-token");
+    return scheme + "://" + host + ":" + port + "/" + (token ? "?token=" + encodeURIComponent(token) : "");
+  }
+
+  function connect() {
+    setStatus("connecting", retries ? "Reconnecting…" : "Connecting…");
+    socket = new WebSocket(url(), ["v1.evennia.com"]);
+    socket.onopen = function () {
+      retries = 0;
+      setStatus("connected", "Connected");
+    };
+    socket.onmessage = function (event) {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (error) {
+        return;
+      }
+      if (!Array.isArray(message)) return;
+      const [cmdname, args, kwargs] = message;
+      if (cmdname === "text") {
+        setPrompt("", false);
+        for (const html of args) showHtml(html);
+      } else if (cmdname === "prompt") {
+        setPrompt(args[0] || "", kwargs && kwargs.password);
+      } else if (cmdname === "session") {
+        sessionStorage.setItem("trio-mud-token", kwargs.token);
+        if (kwargs.resumed) showText("(reconnected: your session carried on)", "echo");
+      }
+      // Other commands are out-of-band data this page does not use.
+    };
+    socket.onclose = function () {
+      socket = null;
+      retries += 1;
+      const delay = Math.min(30, 2 ** Math.min(retries - 1, 5));
+      setStatus("lost", "Connection lost; retrying in " + delay + " s");
+      setTimeout(connect, delay * 1000);
+    };
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    const text = input.value;
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    socket.send(JSON.stringify(["text", [text], {}]));
+    if (passwordMode) {
+      showText("(password sent)", "echo");
+    } else {
+      showText("> " + text, "echo");
+      if (text && history[history.length - 1] !== text) history.push(text);
+    }
+    historyAt = history.length;
+    input.value = "";
+  });
+
+  input.addEventListener("keydown", function (event) {
+    if (passwordMode) return;
+    if (event.key === "ArrowUp" && historyAt > 0) {
+      historyAt -= 1;
+      input.value = history[historyAt];
+      event.preventDefault();
+    } else if (event.key === "ArrowDown" && historyAt < history.length) {
+      historyAt += 1;
+      input.value = historyAt < history.length ? history[historyAt] : "";
+      event.preventDefault();
+    }
+  });
+
+  connect();
+  input.focus();
+})();
