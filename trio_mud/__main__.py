@@ -36,14 +36,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=defaults.websocket_port,
         metavar="PORT",
-        help=f"WebSocket port for web clients, 0 to turn off (default {defaults.websocket_port})",
+        help=f"WebSocket port for web clients (default {defaults.websocket_port})",
     )
     parser.add_argument(
         "--web-port",
         type=int,
         default=defaults.web_port,
         metavar="PORT",
-        help=f"HTTP port of the web client page, 0 to turn off (default {defaults.web_port})",
+        help=f"HTTP port of the web client page (default {defaults.web_port})",
+    )
+    parser.add_argument(
+        "--no-web", action="store_true", help="no WebSocket listener and no web client page"
     )
     parser.add_argument(
         "--interface",
@@ -177,8 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "idle_timeout": args.idle_timeout,
                 "max_connections": args.max_connections,
                 "world_file": args.world,
-                "websocket_port": args.websocket_port or None,
-                "web_port": args.web_port or None,
+                "websocket_port": None if args.no_web else args.websocket_port,
+                "web_port": None if args.no_web else args.web_port,
                 **overrides,
             }
         )

@@ -365,18 +365,19 @@ async def _handle(portal: Portal, request: WebSocketRequest) -> None:
     query = parse_qs(urlsplit(request.path).query)
     token = (query.get("token") or [""])[0]
     existing = portal.websocket_tokens.get(token) if token else None
-    if existing is not None and existing.ws is None and not existing._closing:
-        ws = await request.accept(subprotocol=existing.subprotocol)
+    offered = list(request.proposed_subprotocols)
+    if existing is not None and existing.ws is None and not existing.is_closing:
+        ws = await request.accept(
+            subprotocol=existing.subprotocol if existing.subprotocol in offered else None
+        )
         await existing.serve_socket(ws, resumed=True)
         return
     refusal = portal.admit(str(address))
     if refusal is not None:
         await request.reject(503, body=refusal.encode())
         return
-    subprotocol = choose_subprotocol(list(request.proposed_subprotocols))
-    ws = await request.accept(
-        subprotocol=subprotocol if subprotocol in request.proposed_subprotocols else None
-    )
+    subprotocol = choose_subprotocol(offered)
+    ws = await request.accept(subprotocol=subprotocol if subprotocol in offered else None)
     conn = WebSocketSession(portal, portal.new_session("websocket", str(address)), subprotocol)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(portal.run_connection, conn)
