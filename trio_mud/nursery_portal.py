@@ -571,6 +571,7 @@ class Portal:
         self._sessids = itertools.count(1)
         self._buckets: dict[str, _TokenBucket] = {}
         self._accept_scope: trio.CancelScope | None = None
+        self._connections_nursery: trio.Nursery | None = None
         self._connection_closed = trio.lowlevel.ParkingLot()
         self._connections_total = 0
         self._connections_refused = 0
@@ -986,6 +987,7 @@ class Portal:
                 # loops: when shutdown() stops accepting, they carry on until
                 # they have said goodbye.
                 async with trio.open_nursery() as connections, trio.open_nursery() as accepting:
+                    self._connections_nursery = connections
                     self._accept_scope = accepting.cancel_scope
                     for listener in listeners:
                         accepting.start_soon(self._accept_loop, listener, connections)
@@ -1099,6 +1101,12 @@ class Portal:
             sessid=next(self._sessids),
             sync_attrs=self.settings.session_sync_attrs,
         )
+
+    def start_connection(self, conn: _Connection) -> None:
+        """Run ``conn`` among the portal's connections (another transport's)."""
+        if self._connections_nursery is None:
+            raise RuntimeError("the portal is not running")
+        self._connections_nursery.start_soon(self.run_connection, conn)
 
     async def run_connection(self, conn: _Connection) -> None:
         """Run ``conn`` as one of the portal's connections, supervised.

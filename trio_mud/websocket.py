@@ -379,7 +379,5 @@ async def _handle(portal: Portal, request: WebSocketRequest) -> None:
     subprotocol = choose_subprotocol(offered)
     ws = await request.accept(subprotocol=subprotocol if subprotocol in offered else None)
     conn = WebSocketSession(portal, portal.new_session("websocket", str(address)), subprotocol)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(portal.run_connection, conn)
-        await conn.serve_socket(ws, resumed=False)
-        # The socket is gone; the session may wait for a resume on its own.
+    portal.start_connection(conn)  # the session may outlive this socket (resume)
+    await conn.serve_socket(ws, resumed=False)
