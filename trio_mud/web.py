@@ -3,9 +3,9 @@
 Serves ``/`` (the client page, with the WebSocket port written in),
 ``/client.js`` and ``/client.css`` from ``trio_mud/webclient/``. One request
 per connection, each within ``web_request_timeout`` seconds; anything else
-gets 404 or 405. The page's Content-Security-Policy allows scripts and styles
-from this server only, so nothing a player types could run even if it ever
-reached the page unescaped.
+gets 404 or 405. The page's Content-Security-Policy allows scripts and style sheets
+from this server only (and style attributes, which carry colour), so nothing
+a player types could run even if it ever reached the page unescaped.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ _FILES = {
 _SECURITY_HEADERS = [
     (
         b"Content-Security-Policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:;"
-        b" img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        # Colour comes as style attributes from the server's renderer (never
+        # from players: their text is escaped); <style> elements stay out.
+        b"default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline';"
+        b" connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none';"
+        b" form-action 'none'; frame-ancestors 'none'",
     ),
     (b"X-Content-Type-Options", b"nosniff"),
     (b"Referrer-Policy", b"no-referrer"),

@@ -104,7 +104,9 @@
     if (passwordMode) {
       showText("(password sent)", "echo");
     } else {
-      showText("> " + text, "echo");
+      // Never echo a password typed on the "connect"/"create" line.
+      const login = /^(\s*(?:connect|conn|con|co|create|cre|cr)\s+\S+\s+)\S.*$/i.exec(text);
+      showText("> " + (login ? login[1] + "********" : text), "echo");
       if (text && history[history.length - 1] !== text) history.push(text);
     }
     historyAt = history.length;

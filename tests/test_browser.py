@@ -1,0 +1,138 @@
+"""A real browser plays: headless Chromium (Debian's) driven by Playwright.
+
+The server runs as ``python -m trio_mud`` in a child process. The test is
+synchronous (Playwright's sync API runs its own loop). Without Chromium or
+Playwright it is skipped, except in CI (``CI`` set), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PORTS = re.compile(r"(telnet listening on|websocket listening on|web client on) .*?(\d+)/?$")
+
+
+def need_browser() -> str:
+    missing = None
+    if CHROMIUM is None:
+        missing = "chromium is not installed"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "playwright is not installed"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}; .ci/run must install it")
+        pytest.skip(missing)
+    assert CHROMIUM is not None
+    return CHROMIUM
+
+
+@pytest.fixture
+def mud(tmp_path: Path) -> Iterator[dict[str, int]]:
+    """``python -m trio_mud`` on free ports; yields {"telnet": .., "web": ..}."""
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "trio_mud", "--embedded", "--data-dir", str(tmp_path),
+            "--telnet-port", "0", "--websocket-port", "0", "--web-port", "0",
+            "--set", "password_hash_time_cost=1", "--set", "password_hash_memory_kib=8192",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    ports: dict[str, int] = {}
+    names = {
+        "telnet listening on": "telnet",
+        "websocket listening on": "ws",
+        "web client on": "web",
+    }
+    try:
+        while len(ports) < 3:
+            line = process.stderr.readline()
+            assert line, "the server exited before listening"
+            if match := PORTS.search(line.strip()):
+                ports[names[match.group(1)]] = int(match.group(2))
+        threading.Thread(target=process.stderr.read, daemon=True).start()
+        yield ports
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_browser_plays_and_player_markup_stays_text(mud: dict[str, int]) -> None:
+    chromium = need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            ],
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto(f"http://127.0.0.1:{mud['web']}/")
+            output = page.locator("#output")  # the page's CSP allows no eval: locators only
+            expect(output).to_contain_text("shows this screen again")
+            expect(page.locator("#status")).to_have_text("Connected")
+            expect(page.locator("#output")).to_have_attribute("role", "log")
+            expect(page.locator("#output")).to_have_attribute("aria-live", "polite")
+
+            page.fill("#command", "create Alice")
+            page.press("#command", "Enter")
+            expect(page.locator("#command")).to_have_attribute("type", "password")
+            page.fill("#command", "correct horse")
+            page.press("#command", "Enter")
+            expect(output).to_contain_text("Exits:")
+            expect(page.locator("#command")).to_have_attribute("type", "text")
+            assert "correct horse" not in page.locator("#output").text_content()
+
+            page.fill("#command", "say hello from the browser")
+            page.press("#command", "Enter")
+            expect(output).to_contain_text('You say, "hello from the browser"')
+            page.press("#command", "ArrowUp")  # history
+            expect(page.locator("#command")).to_have_value("say hello from the browser")
+            page.fill("#command", "connect Alice correct horse")  # already in: refused,
+            page.press("#command", "Enter")  # but the echo must not show the password
+            expect(output).to_contain_text("> connect Alice ********")
+            assert "correct horse" not in (output.text_content() or "")
+
+            # A second player, on telnet, says something full of markup.
+            mallory = socket.create_connection(("127.0.0.1", mud["telnet"]))
+            mallory.sendall(b"create Mallory correct horse\r\n")
+            expect(output).to_contain_text("Mallory has entered the game.")
+            attack = '<script>document.title="pwned"</script><img src=x onerror="alert(1)">'
+            mallory.sendall(f"say {attack} |rred\r\n".encode())
+            expect(output).to_contain_text("Mallory says")
+            text = page.locator("#output").text_content() or ""
+            assert f'Mallory says, "{attack} red"' in text  # shown as text, exactly
+            assert page.locator("#output img").count() == 0
+            assert page.locator("#output script").count() == 0
+            assert page.title() != "pwned" and dialogs == []
+            red = page.locator('#output span:text-is("red")').last
+            assert red.evaluate("e => getComputedStyle(e).color") == "rgb(255, 0, 0)"
+            mallory.close()
+
+            # Usable on a phone: nothing wider than the screen.
+            page.set_viewport_size({"width": 375, "height": 667})
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375
+            expect(page.locator("#command")).to_be_visible()
+        finally:
+            browser.close()
