@@ -40,32 +40,42 @@ def need_browser() -> str:
     return CHROMIUM
 
 
-@pytest.fixture
-def mud(tmp_path: Path) -> Iterator[dict[str, int]]:
-    """``python -m trio_mud`` on free ports; yields {"telnet": .., "web": ..}."""
+def start_mud(
+    data_dir: Path, ports: dict[str, int] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """``python -m trio_mud`` on the given ports (free ones by default)."""
+    ports = ports or {"telnet": 0, "ws": 0, "web": 0}
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "trio_mud", "--embedded", "--data-dir", str(tmp_path),
-            "--telnet-port", "0", "--websocket-port", "0", "--web-port", "0",
+            sys.executable, "-m", "trio_mud", "--embedded", "--data-dir", str(data_dir),
+            "--telnet-port", str(ports["telnet"]), "--websocket-port", str(ports["ws"]),
+            "--web-port", str(ports["web"]),
             "--set", "password_hash_time_cost=1", "--set", "password_hash_memory_kib=8192",
         ],
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     assert process.stderr is not None
-    ports: dict[str, int] = {}
+    bound: dict[str, int] = {}
     names = {
         "telnet listening on": "telnet",
         "websocket listening on": "ws",
         "web client on": "web",
     }
+    while len(bound) < 3:
+        line = process.stderr.readline()
+        assert line, "the server exited before listening"
+        if match := PORTS.search(line.strip()):
+            bound[names[match.group(1)]] = int(match.group(2))
+    threading.Thread(target=process.stderr.read, daemon=True).start()
+    return process, bound
+
+
+@pytest.fixture
+def mud(tmp_path: Path) -> Iterator[dict[str, int]]:
+    """A running server; yields its ports ({"telnet", "ws", "web"})."""
+    process, ports = start_mud(tmp_path)
     try:
-        while len(ports) < 3:
-            line = process.stderr.readline()
-            assert line, "the server exited before listening"
-            if match := PORTS.search(line.strip()):
-                ports[names[match.group(1)]] = int(match.group(2))
-        threading.Thread(target=process.stderr.read, daemon=True).start()
         yield ports
     finally:
         process.terminate()
@@ -136,3 +146,35 @@ def test_a_browser_plays_and_player_markup_stays_text(mud: dict[str, int]) -> No
             expect(page.locator("#command")).to_be_visible()
         finally:
             browser.close()
+
+
+def test_the_page_reconnects_by_itself(tmp_path: Path) -> None:
+    chromium = need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    process, ports = start_mud(tmp_path)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{ports['web']}/")
+            output, status = page.locator("#output"), page.locator("#status")
+            expect(output).to_contain_text("shows this screen again")
+            page.fill("#command", "create Alice correct horse")
+            page.press("#command", "Enter")
+            expect(output).to_contain_text("Exits:")
+            # The server goes away: the page says so, and keeps trying.
+            process.terminate()
+            process.wait(timeout=30)
+            expect(status).to_contain_text("Connection lost; retrying", timeout=15_000)
+            expect(status).to_have_attribute("data-state", "lost")
+            # It comes back on the same ports: the page reconnects on its own.
+            process, _ = start_mud(tmp_path, ports)
+            expect(status).to_have_text("Connected", timeout=20_000)
+            page.fill("#command", "connect Alice correct horse")
+            page.press("#command", "Enter")
+            expect(output).to_contain_text("Town Square", timeout=10_000)
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -233,3 +233,30 @@ async def test_web_page_is_served(server: Server) -> None:
         await stream.send_all(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await stream.receive_some()).startswith(b"HTTP/1.1 " + status)
         await stream.aclose()
+
+
+async def test_a_failing_websocket_connection_ends_only_itself(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from trio_mud.websocket import WebSocketSession
+
+    original = WebSocketSession._frame_in
+
+    async def frame_in(self: WebSocketSession, frame: str | bytes) -> None:
+        if "explode" in str(frame):
+            raise RuntimeError("a bug in the websocket code")
+        await original(self, frame)
+
+    monkeypatch.setattr(WebSocketSession, "_frame_in", frame_in)
+    telnet = await login(server.telnet_port, "Tel")
+    async with open_websocket_url(url(server)) as calm, open_websocket_url(url(server)) as bad:
+        calm_web = Web(calm)
+        await calm_web.text("shows this screen again")
+        await bad.send_message(json.dumps(["text", ["explode"], {}]))
+        with pytest.raises(ConnectionClosed), trio.fail_after(WAIT):
+            while True:
+                await bad.get_message()
+        await calm.send_message(json.dumps(["text", ["look"], {}]))
+        await calm_web.text("shows this screen again")
+    await telnet.command("look", "Exits:")
+    assert "a bug in the websocket code" in caplog.text
