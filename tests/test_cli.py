@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -128,3 +129,38 @@ async def test_play_then_sigterm_says_goodbye_and_exits(tmp_path: Path) -> None:
             assert await process.wait() == 0
     assert b"Traceback" not in log
     assert b"stopped" in log
+
+
+async def test_ctrl_c_reaches_the_whole_process_group_and_all_exit_cleanly(
+    tmp_path: Path,
+) -> None:
+    """A terminal's Ctrl-C signals every process in its foreground group."""
+    command = [sys.executable, "-m", "trio_mud", "--telnet-port", "0", "--no-web",
+               "--data-dir", str(tmp_path)]  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                command,
+                stderr=subprocess.PIPE,
+                check=False,
+                start_new_session=True,  # its own group, like a shell job
+            )
+        )
+        assert process.stderr is not None
+        log = b""
+        with trio.fail_after(WAIT):
+            while not (match := LISTENING.search(log)):
+                chunk = await process.stderr.receive_some()
+                assert chunk, log
+                log += chunk
+        client = await Client.connect(int(match.group(1)))
+        await client.welcome()
+        os.killpg(process.pid, signal.SIGINT)
+        assert "The server is shutting down. Goodbye!" in await client.read_until_closed()
+        with trio.fail_after(WAIT):
+            while chunk := await process.stderr.receive_some():
+                log += chunk
+            assert await process.wait() == 0
+    assert b"Traceback" not in log and b"KeyboardInterrupt" not in log
+    assert re.search(rb"server process \d+ exited \(0\)", log)

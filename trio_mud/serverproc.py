@@ -88,6 +88,9 @@ class ProcessStarter:
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                # Its own session: Ctrl-C in the operator's terminal reaches the
+                # portal only, which then stops the server process in order.
+                start_new_session=True,
             )
         finally:
             child.close()
