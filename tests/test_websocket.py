@@ -258,5 +258,8 @@ async def test_a_failing_websocket_connection_ends_only_itself(
                 await bad.get_message()
         await calm.send_message(json.dumps(["text", ["look"], {}]))
         await calm_web.text("shows this screen again")
+        with trio.fail_after(WAIT):
+            await server.portal.wait_connections_below(3)  # the broken session ended
     await telnet.command("look", "Exits:")
     assert "a bug in the websocket code" in caplog.text
+    assert "websocket connection failed" in caplog.text

@@ -69,8 +69,9 @@ class Settings:
     server_name: str = "trio_mud"
 
     # -- listeners ----------------------------------------------------------
-    #: Addresses the telnet listeners bind to (Evennia's TELNET_INTERFACES).
-    #: The default accepts only this machine; "0.0.0.0" accepts the world.
+    #: Addresses the listeners bind to (telnet, WebSocket and the web page;
+    #: Evennia's TELNET_INTERFACES). The default accepts only this machine;
+    #: "0.0.0.0" accepts the world.
     telnet_interfaces: tuple[str, ...] = field(default=("127.0.0.1",), converter=_tuple)
     #: Telnet ports; 0 picks a free port (tests read it back).
     telnet_ports: tuple[int, ...] = field(default=(4000,), converter=_tuple, validator=_ports)

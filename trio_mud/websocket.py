@@ -135,6 +135,10 @@ class WebSocketSession(_Connection):
                 nursery.start_soon(self._heartbeat, ws, nursery.cancel_scope)
                 await self._reader(ws)
                 nursery.cancel_scope.cancel()
+        except Exception:
+            # A bug, not a lost network: no resume, the session ends.
+            log.exception("sessid %d: websocket connection failed", self.session.sessid)
+            self.abort("internal error")
         finally:
             if self.ws is ws:
                 self.ws = None
