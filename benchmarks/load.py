@@ -158,6 +158,7 @@ async def main(clients: int, commands: int, embedded: bool) -> None:
             sys.executable,
             "-m",
             "trio_mud",
+            "--no-web",
             "--telnet-port",
             "0",
             "--data-dir",

@@ -93,6 +93,7 @@ async def test_play_then_sigterm_says_goodbye_and_exits(tmp_path: Path) -> None:
         sys.executable,
         "-m",
         "trio_mud",
+        "--no-web",
         "--telnet-port",
         "0",
         "--data-dir",
