@@ -24,7 +24,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import trio
 from attrs import define, field, frozen
@@ -49,9 +49,6 @@ from .nursery_portal import PortalLink, _normalize
 from .oob import MsdpVariables, default_inputfuncs
 from .session import Session
 from .settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("trio_mud.handler")
 
