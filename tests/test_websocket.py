@@ -101,12 +101,24 @@ async def test_gmcp_subprotocol(server: Server) -> None:
         web = Web(ws)
         await web.text("shows this screen again")  # a binary ANSI frame
         await ws.send_message('Core.Hello {"client": "webmud", "version": "3"}')
+        # It takes Room packages only: the login's Char.Name and Char.Vitals
+        # must not come, Room.Info must.
+        await ws.send_message('Core.Supports.Set ["Room 1"]')
         await ws.send_message(b"create Gmcpy correct horse\n")
-        await web.text("Exits:")
-        frame = await web.next_matching(lambda f: isinstance(f, str) and f.startswith("Room.Info "))
+        seen: list[str | bytes] = []
+
+        def room_info(frame: str | bytes) -> bool:
+            seen.append(frame)
+            return isinstance(frame, str) and frame.startswith("Room.Info ")
+
+        frame = await web.next_matching(room_info)
         assert json.loads(frame.partition(" ")[2])["name"] == "Town Square"
+        login_news = ("Char.Name", "Char.Vitals")  # Char.Login.Default came before Set
+        assert not [f for f in seen if isinstance(f, str) and f.startswith(login_news)]
+        assert any(b"Exits:" in f for f in seen if isinstance(f, bytes))
         flags = next(iter(server.portal.sessions.values())).protocol_flags
         assert flags["CLIENTNAME"] == "webmud"
+        assert flags["GMCP_SUPPORTS"] == {"Room": 1}
 
 
 async def test_json_subprotocol(server: Server) -> None:

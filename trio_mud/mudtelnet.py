@@ -258,6 +258,35 @@ def gmcp_package(cmdname: str) -> str:
     return ".".join(part.capitalize() for part in cmdname.split("_") if part)
 
 
+def update_gmcp_supports(supports: dict[str, int], package: str, data: Any) -> bool:
+    """Apply ``Core.Supports.Set/Add/Remove`` to ``supports``; False if not one."""
+    lowered = package.lower()
+    if lowered not in ("core.supports.set", "core.supports.add", "core.supports.remove"):
+        return False
+    if lowered.endswith(".set"):
+        supports.clear()
+    for item in data if isinstance(data, list) else []:
+        name, _, version = str(item).strip().partition(" ")
+        if lowered.endswith(".remove"):
+            supports.pop(name, None)
+        elif name:
+            supports[name] = int(version) if version.isdigit() else 1
+    return True
+
+
+def gmcp_wanted(supports: Mapping[str, int], package: str) -> bool:
+    """Whether a client that advertised ``supports`` takes ``package``.
+
+    ``Core.*`` always; others when the package or an ancestor ("Char" for
+    "Char.Vitals") was advertised.
+    """
+    parts = package.split(".")
+    if parts[0].lower() == "core":
+        return True
+    supported = {name.lower() for name in supports}
+    return any(".".join(parts[:n]).lower() in supported for n in range(1, len(parts) + 1))
+
+
 def gmcp_input(package: str, data: Any) -> OOBInput:
     """An inbound GMCP message as the commandtuple the handler gets."""
     lowered = package.lower()
@@ -411,11 +440,7 @@ class MudTelnet:
         return True
 
     def gmcp_wanted(self, package: str) -> bool:
-        parts = package.split(".")
-        if parts[0].lower() == "core":
-            return True
-        supported = {name.lower() for name in self.gmcp_supports}
-        return any(".".join(parts[:n]).lower() in supported for n in range(1, len(parts) + 1))
+        return gmcp_wanted(self.gmcp_supports, package)
 
     def send_msdp(self, variables: Mapping[str, Any]) -> bool:
         """Send MSDP variables if MSDP is on. Returns whether it was sent."""
@@ -675,15 +700,7 @@ class MudTelnet:
             except ValueError:
                 data = rest
         lowered = package.lower()
-        if lowered in ("core.supports.set", "core.supports.add", "core.supports.remove"):
-            if lowered.endswith(".set"):
-                self.gmcp_supports.clear()
-            for item in data if isinstance(data, list) else []:
-                name, _, version = str(item).strip().partition(" ")
-                if lowered.endswith(".remove"):
-                    self.gmcp_supports.pop(name, None)
-                elif name:
-                    self.gmcp_supports[name] = int(version) if version.isdigit() else 1
+        if update_gmcp_supports(self.gmcp_supports, package, data):
             flags["GMCP_SUPPORTS"] = dict(self.gmcp_supports)
         elif lowered == "core.hello" and isinstance(data, dict):
             if data.get("client"):

@@ -40,8 +40,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from . import markup
-from .messages import DataIn, DataOut, Disconnect
-from .mudtelnet import gmcp_input, gmcp_package
+from .messages import DataIn, DataOut, Disconnect, SessionUpdate
+from .mudtelnet import gmcp_input, gmcp_package, gmcp_wanted, update_gmcp_supports
 from .nursery_portal import _FLUSH, Portal, _Connection
 
 log = logging.getLogger("trio_mud.websocket")
@@ -85,6 +85,8 @@ class WebSocketSession(_Connection):
         self.session.protocol_flags.update(WEB_FLAGS)
         self.session.protocol_flags["CLIENTNAME"] = f"websocket ({subprotocol})"
         self._settled.set()  # nothing to negotiate
+        #: GMCP packages the client advertised (gmcp and json formats), if any.
+        self.gmcp_supports: dict[str, int] = {}
         #: Frames that are not DataOut (the session token), in order.
         self._pending_frames: list[str | bytes] = []
 
@@ -228,6 +230,10 @@ class WebSocketSession(_Connection):
                 data = json.loads(payload)
             except ValueError:
                 data = payload.strip()
+        if update_gmcp_supports(self.gmcp_supports, package, data):
+            flags = {"GMCP_SUPPORTS": dict(self.gmcp_supports)}
+            self.session.protocol_flags.update(flags)
+            await self._to_handler(SessionUpdate(self.session.sessid, {"protocol_flags": flags}))
         oob = gmcp_input(package, data)
         await self._to_handler(DataIn(self.session.sessid, oob.cmdname, oob.args, oob.kwargs))
 
@@ -312,6 +318,9 @@ class WebSocketSession(_Connection):
         payload: Any = kwargs or (args[0] if len(args) == 1 else list(args) or None)
         if self.subprotocol == EVENNIA:
             return json.dumps([cmdname, list(args), kwargs])
+        advertised = "GMCP_SUPPORTS" in flags
+        if advertised and not gmcp_wanted(self.gmcp_supports, gmcp_package(cmdname)):
+            return None  # the client said which packages it takes; not this one
         if self.subprotocol == GMCP and cmdname != "msdp":
             package = gmcp_package(cmdname)
             return package if payload is None else f"{package} {json.dumps(payload)}"
