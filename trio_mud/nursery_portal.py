@@ -150,15 +150,20 @@ class _Slot:
 _SLOT: ContextVar[_Slot] = ContextVar("trio_mud_generation_slot")
 
 
-class _StartedOnce:
-    """Wraps a task status to remember whether ``started()`` was called."""
+class StatusTap:
+    """Wraps a task status: remembers ``started()``, and can run a callback then."""
 
-    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
+    def __init__(
+        self, inner: trio.TaskStatus[Any], on_started: Callable[[], None] | None = None
+    ) -> None:
         self.inner = inner
+        self.on_started = on_started
         self.done = False
 
     def started(self, value: Any = None) -> None:
         self.done = True
+        if self.on_started is not None:
+            self.on_started()
         self.inner.started(value)
 
 
@@ -831,7 +836,7 @@ class Portal:
         assert self.starter is not None
         slot = _Slot()
         _SLOT.set(slot)
-        status = _StartedOnce(task_status)
+        status = StatusTap(task_status)
         self._running_generations += 1
         try:
             await self.starter(self, task_status=status)

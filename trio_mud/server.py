@@ -23,7 +23,7 @@ import trio
 
 from .game import Store, World, load_world
 from .handler import Handler, HandlerHooks
-from .nursery_portal import Portal, Starter
+from .nursery_portal import Portal, Starter, StatusTap
 from .settings import Settings
 from .web import serve_web
 from .websocket import serve_websockets
@@ -42,18 +42,6 @@ def load_game_factory(path: str) -> GameFactory:
     module = importlib.import_module(module_name)
     factory: GameFactory = getattr(module, attribute or "Game")
     return factory
-
-
-class _Tap:
-    """A task status that runs a callback when ``started()`` is called."""
-
-    def __init__(self, inner: trio.TaskStatus[Any], callback: Callable[[], None]) -> None:
-        self.inner = inner
-        self.callback = callback
-
-    def started(self, value: Any = None) -> None:
-        self.callback()
-        self.inner.started(value)
 
 
 async def run_generation(
@@ -81,7 +69,7 @@ async def run_generation(
         game.attach_handler(handler)
         async with trio.open_nursery() as background:
             await background.start(game.run)
-            status = _Tap(task_status, lambda: on_live(handler, game) if on_live else None)
+            status = StatusTap(task_status, (lambda: on_live(handler, game)) if on_live else None)
             await handler.run(portal, task_status=status)
             background.cancel_scope.cancel()  # the game saves what is unsaved
 
