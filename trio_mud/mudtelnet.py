@@ -346,6 +346,9 @@ class MudTelnet:
         self._compressor: zlib._Compress | None = None
         self._unflushed = False
         self._mtts = 0
+        #: Options we offered or asked for, as (option, ours), still unanswered.
+        self._awaited_options: set[tuple[int, bool]] = set()
+        #: Subnegotiation answers still to come ("ttype", "naws", "environ").
         self._awaiting: set[str] = set()
         self._settled_sent = False
         self._ttype_replies: list[str] = []
@@ -398,13 +401,13 @@ class MudTelnet:
         """Queue the opening offers (call once, right after connecting)."""
         for option in OFFER_REMOTE:
             self.telnet.request_remote(option, True)
-            self._awaiting.add(f"option {option}")
+            self._awaited_options.add((option, False))
         for option in self._offers_local:
             self.telnet.request_local(option, True)
             # CHARSET is a bonus and crawlers use MSSP: never wait for them
             # (TinTin++ does not answer WILL MSSP at all).
             if option not in (Opt.CHARSET, Opt.MSSP):
-                self._awaiting.add(f"option {option}")
+                self._awaited_options.add((option, True))
         self._pull_telnet()
 
     def send_text(self, text: str, encoding: str = "utf-8") -> None:
@@ -513,15 +516,12 @@ class MudTelnet:
     def _check_settled(self, events: list[MudEvent]) -> None:
         if self._settled_sent:
             return
-        for key in list(self._awaiting):
-            if key.startswith("option "):
-                option = int(key.split()[1])
-                state = (self.telnet._us if option in self._offers_local else self.telnet._him).get(
-                    option
-                )
-                if state is None or state.state not in (2, 3):  # not WANTNO / WANTYES
-                    self._awaiting.discard(key)
-        if not self._awaiting:
+        self._awaited_options = {
+            (option, local)
+            for option, local in self._awaited_options
+            if self.telnet.awaiting_answer(option, local=local)
+        }
+        if not self._awaiting and not self._awaited_options:
             self._settled_sent = True
             events.append(Settled())
 

@@ -199,6 +199,11 @@ class TelnetProtocol:
 
     # -- queries -----------------------------------------------------------------
 
+    def awaiting_answer(self, option: int, *, local: bool) -> bool:
+        """Whether we asked about ``option`` and the client has not answered yet."""
+        state = (self._us if local else self._him).get(option)
+        return state is not None and state.state in (_Q.WANTYES, _Q.WANTNO)
+
     def local_enabled(self, option: int) -> bool:
         """Whether our side of ``option`` is on (we said WILL, they said DO)."""
         state = self._us.get(option)
