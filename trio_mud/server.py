@@ -59,8 +59,10 @@ async def run_generation(
     taken over (a broken game module, say) raises, and the portal keeps the
     generation it had.
     """
-    factory = load_game_factory(settings.game)
-    world = load_world(settings.world_file)
+    # Imports and the world file are disk reads: off the event loop, which may
+    # be serving players (an embedded reload).
+    factory = await trio.to_thread.run_sync(load_game_factory, settings.game)
+    world = await trio.to_thread.run_sync(load_world, settings.world_file)
     await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     async with Store.open(settings.database_path) as store:
         game = factory(settings, world, store)
