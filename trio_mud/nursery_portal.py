@@ -598,6 +598,7 @@ class Portal:
         self._running_generations = 0
         self._generation_ended = trio.lowlevel.ParkingLot()
         self._stopping = False
+        #: Players were told of a restart and await word of its end.
         self._restart_notice = False
         self._recovering = False
         self._failures = 0
@@ -705,6 +706,7 @@ class Portal:
     async def _pause(self, gen: _Generation) -> None:
         self._live = False
         self._notice(self.settings.reload_message)
+        self._restart_notice = True  # so "restarted" (or "failed") follows
         with trio.move_on_after(self.settings.pause_timeout):
             try:
                 await gen.send.send(Pause())
@@ -817,6 +819,7 @@ class Portal:
         if self._stopping:
             return
         self._notice(self.settings.crash_message)
+        self._restart_notice = True
         if self.starter is not None and self._system is not None and not self._recovering:
             self._system.start_soon(self._recover)
 
@@ -910,7 +913,6 @@ class Portal:
         """Tell every connected player something (restart notices)."""
         if not text:
             return
-        self._restart_notice = text in (self.settings.reload_message, self.settings.crash_message)
         for conn in self._connections.values():
             conn.send_nowait(DataOut(conn.session.sessid, "text", (text,)))
 
