@@ -9,6 +9,7 @@ import subprocess
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -88,80 +89,71 @@ def test_make_admin(tmp_path: Path) -> None:
     assert trio.run(check) is False
 
 
-async def test_play_then_sigterm_says_goodbye_and_exits(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "trio_mud",
-        "--no-web",
-        "--telnet-port",
-        "0",
-        "--data-dir",
-        str(tmp_path),
-        "--log-level",
-        "INFO",
-    ]
-    async with trio.open_nursery() as nursery:
+class CliServer:
+    """``python -m trio_mud`` in a child process, its stderr log collected."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.log = b""
+
+    @classmethod
+    async def start(cls, nursery: trio.Nursery, data_dir: Path, **popen: Any) -> CliServer:
+        command = [sys.executable, "-m", "trio_mud", "--no-web", "--telnet-port", "0",
+                   "--data-dir", str(data_dir), "--log-level", "INFO"]  # fmt: skip
         process: trio.Process = await nursery.start(
-            partial(trio.run_process, command, stderr=subprocess.PIPE, check=False)
+            partial(trio.run_process, command, stderr=subprocess.PIPE, check=False, **popen)
         )
-        assert process.stderr is not None
-        log = b""
+        return cls(process)
+
+    async def telnet_port(self) -> int:
+        assert self.process.stderr is not None
         with trio.fail_after(WAIT):
-            while not (match := LISTENING.search(log)):
-                chunk = await process.stderr.receive_some()
-                assert chunk, log
-                log += chunk
-        client = await Client.connect(int(match.group(1)))
+            while not (match := LISTENING.search(self.log)):
+                chunk = await self.process.stderr.receive_some()
+                assert chunk, self.log
+                self.log += chunk
+        return int(match.group(1))
+
+    async def exit_status(self) -> int:
+        """Read the rest of the log; the exit status."""
+        assert self.process.stderr is not None
+        with trio.fail_after(WAIT):
+            while chunk := await self.process.stderr.receive_some():
+                self.log += chunk
+            return await self.process.wait()
+
+
+async def test_play_then_sigterm_says_goodbye_and_exits(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await CliServer.start(nursery, tmp_path)
+        client = await Client.connect(await server.telnet_port())
         await client.welcome()
         await client.command("create Ann correct horse", "Exits:")
         await client.command("north", "North Gate")
         # SIGHUP reloads the game in a fresh server process; nobody drops.
-        process.send_signal(signal.SIGHUP)
+        server.process.send_signal(signal.SIGHUP)
         await client.read_until("Server restarting...")
         await client.read_until("... Server restarted.")
         assert (await client.command("look", "Exits:"))[0] == "North Gate"
-        process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         farewell = await client.read_until_closed()
         assert "The server is shutting down. Goodbye!" in farewell
-        with trio.fail_after(WAIT):
-            while chunk := await process.stderr.receive_some():
-                log += chunk
-            assert await process.wait() == 0
-    assert b"Traceback" not in log
-    assert b"stopped" in log
+        assert await server.exit_status() == 0
+    assert b"Traceback" not in server.log
+    assert b"stopped" in server.log
 
 
 async def test_ctrl_c_reaches_the_whole_process_group_and_all_exit_cleanly(
     tmp_path: Path,
 ) -> None:
     """A terminal's Ctrl-C signals every process in its foreground group."""
-    command = [sys.executable, "-m", "trio_mud", "--telnet-port", "0", "--no-web",
-               "--data-dir", str(tmp_path)]  # fmt: skip
     async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            partial(
-                trio.run_process,
-                command,
-                stderr=subprocess.PIPE,
-                check=False,
-                start_new_session=True,  # its own group, like a shell job
-            )
-        )
-        assert process.stderr is not None
-        log = b""
-        with trio.fail_after(WAIT):
-            while not (match := LISTENING.search(log)):
-                chunk = await process.stderr.receive_some()
-                assert chunk, log
-                log += chunk
-        client = await Client.connect(int(match.group(1)))
+        # Its own process group, like a shell job.
+        server = await CliServer.start(nursery, tmp_path, start_new_session=True)
+        client = await Client.connect(await server.telnet_port())
         await client.welcome()
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(server.process.pid, signal.SIGINT)
         assert "The server is shutting down. Goodbye!" in await client.read_until_closed()
-        with trio.fail_after(WAIT):
-            while chunk := await process.stderr.receive_some():
-                log += chunk
-            assert await process.wait() == 0
-    assert b"Traceback" not in log and b"KeyboardInterrupt" not in log
-    assert re.search(rb"server process \d+ exited \(0\)", log)
+        assert await server.exit_status() == 0
+    assert b"Traceback" not in server.log and b"KeyboardInterrupt" not in server.log
+    assert re.search(rb"server process \d+ exited \(0\)", server.log)
