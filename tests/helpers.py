@@ -284,6 +284,12 @@ class MudClient(Client):
                 await self._receive()
 
 
+class Compressing(MudClient):
+    """A MUD client that takes MCCP2 (and GMCP)."""
+
+    remote = frozenset({Opt.GMCP, Opt.EOR, Opt.ECHO, Opt.MCCP2})
+
+
 async def mud_login(
     port: int, name: str, password: str = "correct horse", *, client: type[MudClient] = MudClient
 ) -> MudClient:

@@ -9,7 +9,15 @@ import trio
 from trio_mud import Server
 from trio_mud.telnet import DO, GA, IAC, WILL, WONT, Opt
 
-from .helpers import Client, MudClient, login, make_settings, mud_login, start_server
+from .helpers import (
+    Client,
+    Compressing,
+    MudClient,
+    login,
+    make_settings,
+    mud_login,
+    start_server,
+)
 
 
 def session_of(server: Server, name: str) -> dict[str, object]:
@@ -221,10 +229,6 @@ async def test_nocolor_and_screenreader(tmp_path: Path) -> None:
         assert b"\x1b" not in reader.raw
         assert b"=====" not in reader.raw  # the rules of the connection screen went too
         nursery.cancel_scope.cancel()
-
-
-class Compressing(MudClient):
-    remote = frozenset({Opt.GMCP, Opt.EOR, Opt.ECHO, Opt.MCCP2})
 
 
 async def test_mccp2_stream_ends_cleanly_on_quit(server: Server) -> None:
