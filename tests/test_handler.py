@@ -203,9 +203,10 @@ async def test_session_sync_tells_the_portal(nursery: trio.Nursery) -> None:
 async def test_handler_returns_when_the_portal_closes_the_channel() -> None:
     portal = ChannelPortal()
     handler = Handler(Settings(), {})
-    async with trio.open_nursery() as nursery:
-        await nursery.start(handler.run, portal)
-        await portal.send.aclose()
+    with trio.fail_after(5):  # a hang here is the failure
+        async with trio.open_nursery() as nursery:
+            await nursery.start(handler.run, portal)
+            await portal.send.aclose()
     # Reaching here means run() returned by itself.
 
 
