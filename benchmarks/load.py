@@ -187,24 +187,29 @@ async def main(clients: int, commands: int, embedded: bool) -> None:
         async def no_login(client: LineClient, index: int) -> None:
             pass
 
+        def echo_port(seen: bytes) -> int | None:
+            return int(seen.split()[0]) if seen.strip() else None
+
+        async def load_child(
+            argv: list[str],
+            port_from: Callable[[bytes], int | None],
+            on_stderr: bool,
+            login: Callable[[LineClient, int], Awaitable[None]],
+            answer: bytes,
+        ) -> tuple[float, float, list[float]]:
+            """Start a server, put the load on it, stop it."""
+            process, port = await start_child(argv, port_from, announces_on_stderr=on_stderr)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(drain, process)
+                result = await run_load(port, clients, commands, login, b"look\r\n", answer)
+                process.terminate()
+            await process.wait()
+            return result
+
         with trio.fail_after(600):
-            process, port = await start_child(mud_argv, mud_port, announces_on_stderr=True)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(drain, process)
-                mud = await run_load(port, clients, commands, mud_login, b"look\r\n", b"Exits:")
-                process.terminate()
-            await process.wait()
-
-            def echo_port(seen: bytes) -> int | None:
-                return int(seen.split()[0]) if seen.strip() else None
-
+            mud = await load_child(mud_argv, mud_port, True, mud_login, b"Exits:")
             echo_argv = [sys.executable, "-c", ECHO_SERVER]
-            process, port = await start_child(echo_argv, echo_port, announces_on_stderr=False)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(drain, process)
-                echo = await run_load(port, clients, commands, no_login, b"look\r\n", b"look")
-                process.terminate()
-            await process.wait()
+            echo = await load_child(echo_argv, echo_port, False, no_login, b"look")
 
     mud_rate = describe("trio_mud", *mud)
     echo_rate = describe("bare echo", *echo)
