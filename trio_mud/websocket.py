@@ -93,9 +93,16 @@ class WebSocketSession(_Connection):
     # -- lifetime ---------------------------------------------------------------------
 
     def attach(self, ws: WebSocketConnection) -> None:
+        """A socket serves this session now (``ws``, ``_attached``, ``_gone`` together)."""
         self.ws = ws
         self._gone = trio.Event()
         self._attached.set()
+
+    def _detach(self) -> None:
+        """Its socket went; wait for a new one."""
+        self.ws = None
+        self._attached = trio.Event()
+        self._gone.set()
 
     async def run(self) -> None:
         registry = self.portal.websocket_tokens
@@ -110,7 +117,6 @@ class WebSocketSession(_Connection):
                         if self.is_closing:
                             break
                         # Detached: keep the session for a while.
-                        self._attached = trio.Event()
                         log.info(
                             "sessid %d: websocket gone; waiting for a resume", self.session.sessid
                         )
@@ -143,8 +149,7 @@ class WebSocketSession(_Connection):
             self.abort("internal error")
         finally:
             if self.ws is ws:
-                self.ws = None
-                self._gone.set()
+                self._detach()
             with trio.move_on_after(1), trio.CancelScope(shield=True):
                 await ws.aclose()
 
@@ -287,9 +292,7 @@ class WebSocketSession(_Connection):
             while True:
                 await self._attached.wait()
                 ws = self.ws
-                if ws is None:
-                    await self._gone.wait()
-                    continue
+                assert ws is not None  # attached and ws are set together
                 try:
                     with trio.move_on_after(self.settings.write_timeout) as scope:
                         await ws.send_message(frame)
