@@ -310,3 +310,20 @@ async def test_login_screens_and_telnet_state_survive_a_reload(tmp_path: Path) -
         assert ann.protocol_flags["GMCP_SUPPORTS"] == dict.fromkeys(["Char", "Room"], 1)
         await waiting.command("create Bob correct horse", "Exits:")
         nursery.cancel_scope.cancel()
+
+
+def test_restart_backoff_grows_while_it_keeps_dying(tmp_path: Path) -> None:
+    from trio_mud import Portal
+
+    settings = make_settings(
+        tmp_path, restart_backoff=0.5, restart_backoff_max=4, restart_stable_after=60
+    )
+    portal = Portal(settings)
+    # No generation has stayed up: each restart waits longer, up to the cap.
+    assert [portal._restart_delay() for _ in range(6)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0]
+
+    class Stable:
+        started_at = -1e9  # up for ages
+
+    portal._gen = Stable()  # type: ignore[assignment]
+    assert portal._restart_delay() == 0.0  # a stable run starts the count afresh

@@ -601,6 +601,7 @@ class Portal:
         #: Players were told of a restart and await word of its end.
         self._restart_notice = False
         self._recovering = False
+        #: Restarts since the last generation that stayed up.
         self._failures = 0
         # -- messages on their way
         self._txids = itertools.count(1)
@@ -883,7 +884,7 @@ class Portal:
         self._recovering = True
         try:
             while not self._stopping:
-                delay = min(self.settings.restart_backoff_max, self._backoff())
+                delay = self._restart_delay()
                 if delay:
                     log.warning("restarting the handler in %.1f s", delay)
                     await trio.sleep(delay)
@@ -894,20 +895,29 @@ class Portal:
                         await self.start_generation()
                         return
                     except Exception as exc:
-                        self._failures += 1
                         log.error("handler restart failed: %s", _describe(exc))
         finally:
             self._recovering = False
 
-    def _backoff(self) -> float:
+    def _restart_delay(self) -> float:
+        """How long to wait before the next restart; counts it.
+
+        At once the first time, then ``restart_backoff`` doubling up to
+        ``restart_backoff_max``, whether the restarts fail to start or start
+        and die again; a generation that stayed up ``restart_stable_after``
+        seconds starts the count afresh.
+        """
         gen = self._gen
-        stable = self.settings.restart_stable_after
-        if gen is not None and time.monotonic() - gen.started_at > stable:
+        if (
+            gen is not None
+            and time.monotonic() - gen.started_at > self.settings.restart_stable_after
+        ):
             self._failures = 0
-        if self._failures == 0:
-            self._failures = 1
+        restarts, self._failures = self._failures, self._failures + 1
+        if restarts == 0:
             return 0.0
-        return float(self.settings.restart_backoff * 2 ** (self._failures - 1))
+        delay = self.settings.restart_backoff * 2 ** (restarts - 1)
+        return float(min(self.settings.restart_backoff_max, delay))
 
     def _notice(self, text: str) -> None:
         """Tell every connected player something (restart notices)."""
