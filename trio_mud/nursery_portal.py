@@ -729,14 +729,14 @@ class Portal:
             if message.sync_data and conn is not None:
                 conn.session.load_sync_data(message.sync_data)
             for held in self._held.pop(message.txid, ()):
-                self._route(held)
+                self.send_nowait(held)
             self._progress.unpark_all()
         elif isinstance(message, DataOut) and message.txid in self._inflight:
             waiting = self._held.setdefault(message.txid, [])
             if len(waiting) < _MAX_HELD:
                 waiting.append(message)
             else:
-                self._route(message)
+                self.send_nowait(message)
         elif isinstance(message, Paused):
             gen.paused.set()
         elif isinstance(message, Loaded):
@@ -745,13 +745,10 @@ class Portal:
             if self._system is not None:
                 self._system.start_soon(self._reload_for, message.sessid)
         else:
-            self._route(message)
+            self.send_nowait(message)
 
     def send_nowait(self, message: DataOut | Disconnect | SessionUpdate) -> None:
         """Route a message to its connection at once. Never blocks."""
-        self._route(message)
-
-    def _route(self, message: DataOut | Disconnect | SessionUpdate) -> None:
         conn = self._connections.get(message.sessid)
         if conn is None:
             return  # that client left already
