@@ -70,7 +70,7 @@ async def serve_web(
     """Serve the web client page on ``web_port`` until cancelled."""
     settings = portal.settings
     assert settings.web_port is not None, "the web page is turned off (web_port is None)"
-    pages = _load(portal)
+    pages = await trio.to_thread.run_sync(_load, portal)  # file reads, off the loop
     listeners: list[trio.SocketListener] = []
     for interface in settings.telnet_interfaces:
         listeners += await trio.open_tcp_listeners(settings.web_port, host=interface)
