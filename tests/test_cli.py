@@ -35,7 +35,7 @@ def test_help_lists_the_options() -> None:
     [
         (["--telnet-port", "70000"], "is not a TCP port"),
         (["--set", "max_output_queue=0"], "max_output_queue must be positive"),
-        (["--set", "max_output_queue=lots"], "max_output_queue takes a value of type int"),
+        (["--set", "max_output_queue=lots"], "max_output_queue: takes a number (int)"),
         (["--set", "no_such_thing=1"], "unknown setting 'no_such_thing'"),
         (["--set", "max_output_queue"], "--set takes NAME=VALUE"),
     ],

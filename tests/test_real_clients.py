@@ -23,7 +23,7 @@ import trio
 from trio_mud import Server
 from trio_mud.nursery_portal import PortalSession
 
-from .helpers import WAIT
+from .helpers import WAIT, login
 
 TT = shutil.which("tt++") or shutil.which("tt++", path="/usr/games")
 TELNET = shutil.which("telnet")
@@ -180,3 +180,56 @@ async def test_plain_telnet(server: Server) -> None:
         served = screen.split("Escape character is '^]'.", 1)[1]  # after telnet's banner
         for stray in ("\ufffd", "ÿ", "^", "[0;", "\x1b", "\x00"):
             assert stray not in served, stray
+
+
+async def test_tintin_password_hidden_after_wrong_password(server: Server, tmp_path: Path) -> None:
+    """A second password prompt hides the password too, in TinTin++.
+
+    TinTin++ answers ``WILL ECHO`` with ``DO ECHO`` but never answers
+    ``WONT ECHO``; the prompt after a wrong password must still send
+    ``WILL ECHO``, or the client shows the password as it is typed.
+    """
+    tintin = need(TT, "TinTin++ (tt++)")
+    client = await login(server.telnet_port, "Tina", "right-answer-5")
+    await client.aclose()
+    script = tmp_path / "client.tin"
+    script.write_text(f"#session mud 127.0.0.1 {server.telnet_port}\n")
+    async with terminal([tintin, "-G", str(script)]) as term:
+        await term.wait_for_screen('"look" shows this screen again')
+        await term.type("connect Tina", "Enter")
+        await term.wait_for_screen("Password:")
+        await term.type("wrong-guess-3", "Enter")
+        await term.wait_for_screen("Incorrect name or password.")
+        await term.type("connect Tina", "Enter")
+        await wait_until(term.screen, lambda s: s.count("Password:") >= 2)
+        await term.type("right-answer-5", "Enter")
+        screen = await term.wait_for_screen("Exits:")  # logged in
+        # TinTin++ shows nothing of hidden input, not even asterisks; input
+        # it echoes stays on the screen after the prompt.
+        assert "wrong-guess-3" not in screen
+        assert "right-answer-5" not in screen
+
+
+async def test_plain_telnet_utf8_input(server: Server) -> None:
+    """UTF-8 typed into GNU inetutils telnet reaches the server intact.
+
+    In line mode, a BSD-derived telnet that does not send in binary compares
+    each typed byte, masked to 7 bits, with the terminal's special
+    characters: the 0x9C in a check mark (E2 9C 93) reads as Ctrl-backslash
+    (QUIT) and goes out as ``IAC BRK IAC DO TIMING-MARK``.
+    """
+    telnet = need(TELNET, "telnet")
+    observer = await login(server.telnet_port, "Olga")
+    async with terminal([telnet, "127.0.0.1", str(server.telnet_port)]) as term:
+        await term.wait_for_screen('"look" shows this screen again')
+        await term.type("create Tom", "Enter")
+        await term.wait_for_screen("Password:")
+        await term.type("secret-sauce-7", "Enter")
+        await term.wait_for_screen("Exits:")
+        await observer.read_until("Tom has entered the game.")
+        await term.type("say café ✓", "Enter")
+        heard = await observer.read_until("Tom says,")
+        assert heard[-1] == 'Tom says, "café ✓"'
+        screen = await term.wait_for_screen('You say, "café ✓"')
+        assert "\ufffd" not in screen.split("Escape character is '^]'.", 1)[1]
+    await observer.aclose()

@@ -27,7 +27,7 @@ from trio_mud.messages import (
     Snapshot,
 )
 from trio_mud.serverproc import settings_from_json, settings_to_json
-from trio_mud.wire import FrameReader, WireError, encode
+from trio_mud.wire import FrameReader, Undecodable, WireError, decode_body, encode
 
 from .helpers import make_settings
 
@@ -85,9 +85,14 @@ def test_frames_split_anywhere() -> None:
         json.dumps([1, 2, 3]).encode(),
     ],
 )
-def test_bad_frames_are_refused(body: bytes) -> None:
+def test_bad_frames_are_refused_one_by_one(body: bytes) -> None:
+    good = encode(DataIn(7, "text", ("look",), {}, txid=3))
+    items = FrameReader().feed(struct.pack(">I", len(body)) + body + good)
+    assert len(items) == 2
+    assert isinstance(items[0], Undecodable)  # this frame's error only ...
+    assert items[1] == DataIn(7, "text", ("look",), {}, txid=3)  # ... the link goes on
     with pytest.raises(WireError):
-        FrameReader().feed(struct.pack(">I", len(body)) + body)
+        decode_body(body)
 
 
 def test_oversized_frames_are_refused() -> None:

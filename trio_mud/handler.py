@@ -45,7 +45,7 @@ from .messages import (
     SessionUpdate,
     SyncData,
 )
-from .nursery_portal import PortalLink, _normalize
+from .nursery_portal import PortalLink, _normalize, describe
 from .oob import MsdpVariables, default_inputfuncs
 from .session import Session
 from .settings import Settings
@@ -260,14 +260,14 @@ class Handler:
                 if session is not None:
                     self._queue_input(session, message.cmdname, message.args, message.kwargs, txid)
                     return  # Done when the input has run
-                log.debug("sessid %d is gone; dropped %r", message.sessid, message)
+                log.debug("sessid %d is gone; dropped %s", message.sessid, describe(message))
             elif isinstance(message, Connect):
                 if session is not None:  # already known from the snapshot
                     session.load_sync_data(message.sync_data)
                 else:
                     self._call_hook("at_session_connect", self._new_session(message.sync_data))
             elif session is None:
-                log.debug("sessid %d is gone; dropped %r", message.sessid, message)
+                log.debug("sessid %d is gone; dropped %s", message.sessid, describe(message))
             elif isinstance(message, Disconnect):
                 del self.sessions[message.sessid]
                 self._call_hook("at_session_disconnect", session, message.reason)

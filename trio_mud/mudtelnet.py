@@ -22,12 +22,14 @@ Events:
   answered (sent once).
 - :class:`MSSPRequest`: the client asked for MSSP data; answer with
   :meth:`MudTelnet.send_mssp`.
+- :class:`BadInput`: the client sent something that was ignored (GMCP JSON
+  nested too deep, more GMCP packages than are kept); show it the reason.
 
 Error handling:
     :class:`~trio_mud.telnet.TelnetProtocolError` from ``receive_data`` when
     the client breaks a limit. Malformed JSON, TTYPE, NAWS and the like are
-    not errors: they are ignored, and ``receive_data`` never raises anything
-    else.
+    not errors: they are ignored (or reported as :class:`BadInput`), and
+    ``receive_data`` never raises anything else.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 
 from attrs import field, frozen
 
+from . import clientjson
 from .telnet import (
     IAC,
     SB,
@@ -135,7 +138,14 @@ class MSSPRequest:
     """The client enabled MSSP and wants the server's MSSP data."""
 
 
-MudEvent = TextLine | FlagsChanged | OOBInput | Settled | MSSPRequest
+@frozen
+class BadInput:
+    """Input that was ignored; ``reason`` is a message for the player."""
+
+    reason: str
+
+
+MudEvent = TextLine | FlagsChanged | OOBInput | Settled | MSSPRequest | BadInput
 
 
 # -- MSDP encoding ---------------------------------------------------------------------
@@ -258,20 +268,51 @@ def gmcp_package(cmdname: str) -> str:
     return ".".join(part.capitalize() for part in cmdname.split("_") if part)
 
 
-def update_gmcp_supports(supports: dict[str, int], package: str, data: Any) -> bool:
-    """Apply ``Core.Supports.Set/Add/Remove`` to ``supports``; False if not one."""
+#: How many GMCP packages a client's ``Core.Supports`` may name, unless set.
+DEFAULT_MAX_GMCP_SUPPORTS = 64
+
+_GMCP_SUPPORT = re.compile(r"([A-Za-z][A-Za-z0-9_.-]{0,63})(?:\s+([0-9]{1,4}))?")
+
+
+def update_gmcp_supports(
+    supports: dict[str, int],
+    package: str,
+    data: Any,
+    *,
+    max_packages: int = DEFAULT_MAX_GMCP_SUPPORTS,
+) -> int | None:
+    """Apply ``Core.Supports.Set/Add/Remove`` to ``supports``.
+
+    Returns None when ``package`` is not one of those, else how many packages
+    were refused because ``supports`` already held ``max_packages``. Entries
+    that are not ``"Name"`` or ``"Name <version>"`` are skipped.
+    """
     lowered = package.lower()
     if lowered not in ("core.supports.set", "core.supports.add", "core.supports.remove"):
-        return False
+        return None
     if lowered.endswith(".set"):
         supports.clear()
+    refused = 0
     for item in data if isinstance(data, list) else []:
-        name, _, version = str(item).strip().partition(" ")
+        match = _GMCP_SUPPORT.fullmatch(item.strip()) if isinstance(item, str) else None
+        if match is None:
+            continue
+        name, version = match.group(1), match.group(2)
         if lowered.endswith(".remove"):
             supports.pop(name, None)
-        elif name:
-            supports[name] = int(version) if version.isdigit() else 1
-    return True
+        elif name in supports or len(supports) < max_packages:
+            supports[name] = int(version) if version else 1
+        else:
+            refused += 1
+    return refused
+
+
+def supports_refused_message(refused: int, max_packages: int) -> str:
+    """What a client is told when its ``Core.Supports`` went over the cap."""
+    return (
+        f"Your client named more GMCP packages than the server keeps ({max_packages}); "
+        f"{refused} were ignored."
+    )
 
 
 def gmcp_wanted(supports: Mapping[str, int], package: str) -> bool:
@@ -319,6 +360,8 @@ class MudTelnet:
             :class:`~trio_mud.telnet.TelnetProtocol`.
         mccp: offer MCCP2 and MCCP3 compression.
         compression_level: zlib level for MCCP2 (0-9).
+        max_json_depth: deepest nesting accepted in GMCP JSON.
+        max_gmcp_supports: most packages ``Core.Supports`` may name.
     """
 
     def __init__(
@@ -326,16 +369,20 @@ class MudTelnet:
         *,
         max_partial_line: int = 64 * 1024,
         max_subnegotiation: int = 16 * 1024,
-        max_inflated: int = 1024 * 1024,
+        max_inflated: int = 64 * 1024,
         mccp: bool = True,
         compression_level: int = 6,
+        max_json_depth: int = clientjson.DEFAULT_MAX_DEPTH,
+        max_gmcp_supports: int = DEFAULT_MAX_GMCP_SUPPORTS,
     ) -> None:
         local = set(OFFER_LOCAL) | {Opt.SGA}
         if not mccp:
             local -= {Opt.MCCP2, Opt.MCCP3}
+        self.max_json_depth = max_json_depth
+        self.max_gmcp_supports = max_gmcp_supports
         self.telnet = TelnetProtocol(
             local_options=local,
-            remote_options=set(OFFER_REMOTE) | {Opt.CHARSET},
+            remote_options=set(OFFER_REMOTE) | {Opt.CHARSET, Opt.BINARY},
             max_partial_line=max_partial_line,
             max_subnegotiation=max_subnegotiation,
             max_inflated=max_inflated,
@@ -402,6 +449,13 @@ class MudTelnet:
         for option in OFFER_REMOTE:
             self.telnet.request_remote(option, True)
             self._awaited_options.add((option, False))
+        # Clients derived from BSD telnet (GNU inetutils, netkit) that have not
+        # agreed to send binary compare every typed byte, masked to 7 bits,
+        # with their terminal's special characters: the 0x9C inside a UTF-8
+        # check mark looks like Ctrl-backslash (QUIT) and goes out as IAC BRK.
+        # Asking for binary input stops that; MUD clients refuse or ignore it.
+        # Never waited for.
+        self.telnet.request_remote(Opt.BINARY, True)
         for option in self._offers_local:
             self.telnet.request_local(option, True)
             # CHARSET is a bonus and crawlers use MSSP: never wait for them
@@ -500,7 +554,9 @@ class MudTelnet:
         if isinstance(event, TextLine):
             if self.password_mode:
                 self.password_mode = False
-                self.telnet.request_local(Opt.ECHO, False)
+                # Not waiting for the client's DONT: TinTin++ never sends it,
+                # and the next password prompt must be able to say WILL again.
+                self.telnet.request_local(Opt.ECHO, False, await_answer=False)
                 self._write(b"\r\n")  # the client did not echo the Enter key
             events.append(event)
         elif isinstance(event, OptionChange):
@@ -677,8 +733,9 @@ class MudTelnet:
         elif kind == CHARSET_REQUEST and rest:
             # The client offers character sets: take UTF-8 if it is there.
             if rest.startswith(b"[TTABLE]"):
-                rest = rest[9:]
-            for name in rest[1:].split(rest[:1]):
+                rest = rest[9:]  # the marker and its version byte
+            names = rest[1:].split(rest[:1]) if rest else []
+            for name in names:
                 if name.strip().upper() in (b"UTF-8", b"UTF8"):
                     reply = bytes((CHARSET_ACCEPTED,)) + name.strip()
                     self.telnet.send_subnegotiation(Opt.CHARSET, reply)
@@ -695,13 +752,28 @@ class MudTelnet:
         rest = rest.strip()
         data: Any = None
         if rest:
+            if clientjson.nesting(rest) > self.max_json_depth:
+                events.append(
+                    BadInput(
+                        f"Your client sent GMCP {package[:64]} with data nested deeper than "
+                        f"{self.max_json_depth} levels; it was ignored."
+                    )
+                )
+                return
             try:
-                data = json.loads(rest)
+                data = clientjson.loads(rest, max_depth=self.max_json_depth)
             except ValueError:
-                data = rest
+                data = rest  # not JSON: a bare word, say; passed on as text
         lowered = package.lower()
-        if update_gmcp_supports(self.gmcp_supports, package, data):
-            flags["GMCP_SUPPORTS"] = dict(self.gmcp_supports)
+        before = dict(self.gmcp_supports)
+        refused = update_gmcp_supports(
+            self.gmcp_supports, package, data, max_packages=self.max_gmcp_supports
+        )
+        if refused is not None:
+            if refused:
+                events.append(BadInput(supports_refused_message(refused, self.max_gmcp_supports)))
+            if self.gmcp_supports != before:
+                flags["GMCP_SUPPORTS"] = dict(self.gmcp_supports)
         elif lowered == "core.hello" and isinstance(data, dict):
             if data.get("client"):
                 flags["CLIENTNAME"] = str(data["client"])[:64]

@@ -22,7 +22,6 @@ Resource handling:
 from __future__ import annotations
 
 import contextlib
-import errno
 import itertools
 import logging
 import math
@@ -39,6 +38,7 @@ from attrs import Factory, define, field, frozen
 
 from . import markup
 from ._version import __version__
+from .admission import AdmittingListener, RateLimitedLog
 from .messages import (
     Connect,
     DataIn,
@@ -57,6 +57,7 @@ from .messages import (
     ToHandler,
 )
 from .mudtelnet import (
+    BadInput,
     FlagsChanged,
     MSSPRequest,
     MudEvent,
@@ -71,9 +72,6 @@ from .telnet import Opt, TelnetProtocol, TelnetProtocolError, TextLine
 
 log = logging.getLogger("trio_mud.portal")
 
-#: accept() errors that mean "out of resources, try again shortly".
-_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-
 #: Control characters a player may not send on to others: C0 (tab becomes a
 #: space), DEL and C1. ESC is among them, so no raw escape sequence passes.
 _INPUT_CONTROLS: dict[int, str | None] = {c: None for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
@@ -83,6 +81,31 @@ _INPUT_CONTROLS[0x09] = " "
 def clean_input(text: str) -> str:
     """Remove control characters from a line a player typed."""
     return text.translate(_INPUT_CONTROLS)
+
+
+#: Command names only the server sends, or that only typed lines may carry:
+#: out-of-band input under one of these names is renamed, never run as typed.
+_RESERVED_CMDNAMES = frozenset({"text", "prompt", "default"})
+
+#: Events one read is handled in before the reader lets other tasks run.
+_EVENTS_PER_CHECKPOINT = 64
+
+
+def describe(message: object) -> str:
+    """A message for the log: its kind, session and command, never its data.
+
+    Input can hold a password (typed at a prompt, or GMCP ``Char.Login``),
+    so no log line shows what a client sent, at any level.
+    """
+    kind = type(message).__name__
+    sessid = getattr(message, "sessid", None)
+    cmdname = getattr(message, "cmdname", None)
+    parts = [kind]
+    if sessid is not None:
+        parts.append(f"sessid={sessid}")
+    if cmdname is not None:
+        parts.append(f"cmdname={str(cmdname)[:64]!r}")
+    return " ".join(parts)
 
 
 @frozen
@@ -101,6 +124,10 @@ class PortalStatistics:
     generations: int
     #: Whether a handler is taking input right now.
     live: bool
+    #: Sockets open on every listener (counted against ``max_connections``).
+    open_sockets: int = 0
+    #: Messages dropped because two handlers in a row died with them in hand.
+    poisoned_messages: int = 0
 
 
 @define
@@ -296,6 +323,8 @@ class _Connection:
         self._commands = _TokenBucket(
             self.settings.max_command_rate, self.settings.command_rate_burst, trio.current_time()
         )
+        #: Inputs dropped in a row for going over the command rate.
+        self._dropped_in_row = 0
         self.close_reason = "connection closed"
 
     async def run(self) -> None:
@@ -370,6 +399,36 @@ class _Connection:
         else:
             self._early.append(message)
 
+    def _rate_ok(self) -> bool:
+        """Take a command token; False (and the player warned) when there is none.
+
+        The first input dropped in a row gets the warning; a client that goes
+        on sending far past the rate (``max_dropped_commands`` in a row) is
+        closed, so that a flood costs the server a bounded amount of work.
+        """
+        if self._commands.take(trio.current_time()):
+            self._dropped_in_row = 0
+            return True
+        self._dropped_in_row += 1
+        if self._dropped_in_row == 1:
+            self.session.data_out(text=self.settings.command_rate_warning)
+        elif self._dropped_in_row > self.settings.max_dropped_commands:
+            self.portal.log_limited(
+                logging.WARNING,
+                f"flood {self.session.address}",
+                "sessid %d (%s): over %d commands dropped in a row for the command rate; closing",
+                self.session.sessid,
+                self.session.address,
+                self.settings.max_dropped_commands,
+            )
+            self.close("You sent far more input than the server takes; closing the connection.")
+        return False
+
+    def tell_bad_input(self, reason: str) -> None:
+        """Tell the player some input was ignored, and why (and log it)."""
+        log.info("sessid %d: input ignored: %s", self.session.sessid, reason)
+        self.session.data_out(text=markup.escape(reason))
+
     async def _handle_text(self, text: str) -> None:
         """A line the player typed: checked, cleaned and passed on."""
         settings = self.settings
@@ -381,13 +440,28 @@ class _Connection:
                 f"{settings.max_char_limit}) and was ignored."
             )
             return
-        if not self._commands.take(trio.current_time()):
-            self.session.data_out(text=settings.command_rate_warning)
+        if not self._rate_ok():
             return
         if text.strip() == "MSSP-REQUEST" and not self.session.logged_in:
             self.session.data_out(text=_mssp_text(self.portal.mssp_variables()))
             return
         await self._to_handler(DataIn(self.session.sessid, "text", (text,), {}))
+
+    async def _handle_oob(
+        self, cmdname: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Out-of-band input (GMCP, MSDP, WebSocket commands), rate-limited like lines.
+
+        It can never pass for a typed line: a reserved name is renamed
+        (``text`` becomes ``oob_text``), so control characters, the line
+        limit and the command rate cannot be dodged that way.
+        """
+        if not self._rate_ok():
+            return
+        cmdname = cmdname.lower()
+        if cmdname in _RESERVED_CMDNAMES:
+            cmdname = f"oob_{cmdname}"
+        await self._to_handler(DataIn(self.session.sessid, cmdname, args, kwargs))
 
 
 class TelnetConnection(_Connection):
@@ -401,6 +475,8 @@ class TelnetConnection(_Connection):
             max_subnegotiation=self.settings.max_subnegotiation,
             max_inflated=self.settings.max_inflated,
             mccp=self.settings.mccp,
+            max_json_depth=self.settings.max_json_depth,
+            max_gmcp_supports=self.settings.max_gmcp_supports,
         )
 
     async def run(self) -> None:
@@ -420,7 +496,7 @@ class TelnetConnection(_Connection):
         while not self._closing:
             with trio.move_on_after(idle) as idle_scope:
                 try:
-                    data = await self.stream.receive_some(65536)
+                    data = await self.stream.receive_some(self.settings.max_read_size)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
             if idle_scope.cancelled_caught:
@@ -437,8 +513,13 @@ class TelnetConnection(_Connection):
                 self.close(exc.reply)
                 return
             self.send_nowait(_FLUSH)  # negotiation replies
-            for event in events:
+            for number, event in enumerate(events, 1):
+                if self.is_closing:
+                    return
                 await self._handle_event(event)
+                if number % _EVENTS_PER_CHECKPOINT == 0:
+                    # A read can hold thousands of lines: let others run.
+                    await trio.lowlevel.checkpoint()
 
     async def _handle_event(self, event: MudEvent) -> None:
         if isinstance(event, TextLine):
@@ -450,9 +531,9 @@ class TelnetConnection(_Connection):
                     self, SessionUpdate(self.session.sessid, {"protocol_flags": event.flags})
                 )
         elif isinstance(event, OOBInput):
-            await self._to_handler(
-                DataIn(self.session.sessid, event.cmdname, event.args, event.kwargs)
-            )
+            await self._handle_oob(event.cmdname, event.args, event.kwargs)
+        elif isinstance(event, BadInput):
+            self.tell_bad_input(event.reason)
         elif isinstance(event, Settled):
             self._settled.set()
         elif isinstance(event, MSSPRequest):
@@ -545,6 +626,11 @@ class TelnetConnection(_Connection):
         self.protocol.send_text(rendered, flags.get("ENCODING", "utf-8"))
 
 
+async def _refuse_telnet(stream: trio.SocketStream, refusal: str) -> None:
+    """A refused telnet client is told why, in one line."""
+    await stream.send_all(TelnetProtocol.encode_text(refusal + "\n"))
+
+
 def _mssp_text(variables: list[tuple[str, str]]) -> str:
     """The plain-text MSSP reply that crawlers read at the login screen."""
     lines = ["MSSP-REPLY-START", *(f"{name}\t{value}" for name, value in variables)]
@@ -581,6 +667,9 @@ class Portal:
         self._connections_total = 0
         self._connections_refused = 0
         self._slow_client_disconnects = 0
+        #: Sockets accepted and not yet closed, on every listener.
+        self._open_sockets = 0
+        self._log_limiter = RateLimitedLog(log)
         self.telnet_addresses: list[tuple[str, int]] = []
         self.websocket_addresses: list[tuple[str, int]] = []
         self.web_addresses: list[tuple[str, int]] = []
@@ -606,6 +695,11 @@ class Portal:
         # -- messages on their way
         self._txids = itertools.count(1)
         self._inflight: dict[int, tuple[_Connection, PortalMessage]] = {}
+        #: Messages that were in hand when a handler died, by id (the message
+        #: is kept too, so the id stays its own): if the next one dies with
+        #: one of them in hand as well, it is dropped, never replayed again.
+        self._suspects: dict[int, PortalMessage] = {}
+        self._poisoned = 0
         self._held: dict[int, list[DataOut]] = {}
         self._ready: deque[_Connection] = deque()
         self._ready_ids: set[int] = set()
@@ -723,8 +817,10 @@ class Portal:
             return  # a retired or dead generation: not listened to
         if isinstance(message, Done):
             entry = self._inflight.pop(message.txid, None)
-            if entry is not None and isinstance(entry[1], Connect):
-                entry[0].known = True
+            if entry is not None:
+                self._suspects.pop(id(entry[1]), None)
+                if isinstance(entry[1], Connect):
+                    entry[0].known = True
             conn = self._connections.get(message.sessid)
             if message.sync_data and conn is not None:
                 conn.session.load_sync_data(message.sync_data)
@@ -806,9 +902,17 @@ class Portal:
         log.error("handler generation %d lost: %s", gen.number, why)
         # What it was given and had not finished goes back, in order, to be
         # handled by the next generation; what it said about it is dropped.
+        # Unless the generation before died with it in hand too: then it may
+        # be what kills them, and it is dropped instead.
         returned: dict[int, tuple[_Connection, list[PortalMessage]]] = {}
+        suspects: dict[int, PortalMessage] = {}
         for _, (conn, message) in sorted(self._inflight.items()):
+            if id(message) in self._suspects:
+                self._drop_poisoned(conn, message)
+                continue
+            suspects[id(message)] = message
             returned.setdefault(conn.session.sessid, (conn, []))[1].append(message)
+        self._suspects = suspects
         for conn, messages in returned.values():
             conn.pending.extendleft(reversed(messages))
             self._mark_ready(conn)
@@ -820,6 +924,22 @@ class Portal:
         self._restart_notice = True
         if self.starter is not None and self._system is not None and not self._recovering:
             self._system.start_soon(self._recover)
+
+    def _drop_poisoned(self, conn: _Connection, message: PortalMessage) -> None:
+        """Two handlers in a row died with ``message`` in hand: never replay it."""
+        self._poisoned += 1
+        log.error(
+            "sessid %d: %s was in hand when two handlers in a row died; dropped, not replayed",
+            conn.session.sessid,
+            describe(message),
+        )
+        if isinstance(message, DataIn):
+            conn.send_nowait(
+                DataOut(conn.session.sessid, "text", (self.settings.poisoned_input_message,))
+            )
+        elif isinstance(message, Connect | SessionUpdate):
+            # The game cannot know this session as it is: end it, cleanly.
+            conn.close(self.settings.poisoned_input_message)
 
     # -- generations under the portal's care ----------------------------------------------
 
@@ -945,6 +1065,8 @@ class Portal:
             in_flight=len(self._inflight),
             generations=self._generation_count(),
             live=self._live,
+            open_sockets=self._open_sockets,
+            poisoned_messages=self._poisoned,
         )
 
     def _generation_count(self) -> int:
@@ -1054,20 +1176,44 @@ class Portal:
             await self._connection_closed.park()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        admitting = self.admitting(listener, refuse=_refuse_telnet)
         while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
-                    log.error("accept() failed (%s); pausing 0.1 s", errno.errorcode[exc.errno])
-                    await trio.sleep(0.1)
-                    continue
-                raise
+            stream = await admitting.accept()
             nursery.start_soon(self._serve, stream)
+
+    def admitting(
+        self,
+        listener: trio.SocketListener,
+        *,
+        refuse: Callable[[trio.SocketStream, str], Awaitable[None]] | None = None,
+    ) -> AdmittingListener:
+        """``listener``, admitting each socket at accept time (any transport).
+
+        Every admitted socket counts against ``max_connections`` until it is
+        closed; ``refuse(stream, text)`` may tell a refused one why.
+        """
+        return AdmittingListener(
+            listener, admit=self._admit_socket, refuse=refuse, log=self._log_limiter
+        )
+
+    def _admit_socket(self, address: str) -> str | None:
+        refusal = self.admit(address)
+        if refusal is None:
+            self._open_sockets += 1
+        return refusal
+
+    def release_socket(self) -> None:
+        """An admitted socket is closed: its place is free (call once per socket)."""
+        self._open_sockets -= 1
+
+    def log_limited(self, level: int, key: str, message: str, *args: object) -> None:
+        """Log a line that may recur often, at most once per 10 s per ``key``."""
+        self._log_limiter.log(level, key, message, *args)
 
     def _admit(self, address: str) -> str | None:
         """Why a new connection from ``address`` must be refused, or None."""
-        if len(self._connections) >= self.settings.max_connections:
+        cap = self.settings.max_connections
+        if len(self._connections) >= cap or self._open_sockets >= cap:
             return "The server is full; please try again later."
         now = trio.current_time()
         bucket = self._buckets.get(address)
@@ -1082,29 +1228,35 @@ class Portal:
         return None
 
     async def _serve(self, stream: trio.SocketStream) -> None:
+        """Run an admitted telnet socket as a connection; close it after."""
         try:
             address = str(stream.socket.getpeername()[0])
         except OSError:
             address = "?"
-        refusal = self.admit(address)
-        if refusal is not None:
-            with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
-                await stream.send_all(TelnetProtocol.encode_text(refusal + "\n"))
-            await trio.aclose_forcefully(stream)
-            return
         session = self.new_session("telnet", address)
         try:
             await self.run_connection(TelnetConnection(self, stream, session))
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
+            self.release_socket()
 
     def admit(self, address: str) -> str | None:
-        """Why a new connection from ``address`` must be refused (logged), or None."""
+        """Why a new connection from ``address`` must be refused (logged), or None.
+
+        Listeners made with :meth:`admitting` ask this at accept time; a
+        transport with listeners of its own must ask it too.
+        """
         refusal = self._admit(address)
         if refusal is not None:
             self._connections_refused += 1
-            log.warning("refused a connection from %s: %s", address, refusal)
+            self.log_limited(
+                logging.WARNING,
+                f"refused {address}",
+                "refused a connection from %s: %s",
+                address,
+                refusal,
+            )
         return refusal
 
     def new_session(self, protocol_key: str, address: str) -> PortalSession:

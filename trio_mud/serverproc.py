@@ -34,6 +34,8 @@ import trio
 from .messages import (
     Connect,
     DataIn,
+    DataOut,
+    Done,
     FromHandler,
     Hello,
     Loaded,
@@ -42,14 +44,17 @@ from .messages import (
     Snapshot,
     ToHandler,
 )
-from .nursery_portal import Portal, PortalLink
+from .nursery_portal import Portal, PortalLink, describe
 from .settings import Settings
-from .wire import FrameReader, LinkMessage, encode
+from .wire import FrameReader, LinkMessage, Undecodable, WireError, encode
 
 log = logging.getLogger("trio_mud.serverproc")
 
 #: Messages the child may have queued for the portal before it counts as stuck.
 _OUTBOX = 1_000_000
+
+#: What a player is told when the server process could not read their input.
+UNREADABLE_INPUT = "The server could not read your last input; it was ignored."
 
 _settings_converter = cattrs.Converter()
 _settings_converter.register_unstructure_hook(Path, str)
@@ -135,7 +140,12 @@ class ProcessStarter:
                     data = b""  # reset: the process died
                 if not data:
                     return None
-                queued.extend(reader.feed(data))
+                for item in reader.feed(data):
+                    if isinstance(item, Undecodable):
+                        # A bug on the server's side; the link goes on.
+                        log.error("server process sent a frame we cannot read: %s", item.reason)
+                    else:
+                        queued.append(item)
             return queued.popleft()
 
         def failure(what: str) -> ServerStartError:
@@ -158,7 +168,7 @@ class ProcessStarter:
                 if message is None:
                     break
                 if isinstance(message, Connect | DataIn | Pause | Resume | Snapshot | Hello):
-                    log.warning("server process sent %r; ignored", message)
+                    log.warning("server process sent %s; ignored", describe(message))
                     continue
                 link.send_nowait(message)
                 if isinstance(message, Loaded) and not started:
@@ -183,10 +193,25 @@ def _last_error(lines: deque[str], status: int | None) -> str:
 
 
 async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
-    """The portal's messages for the handler, onto the socket."""
+    """The portal's messages for the handler, onto the socket.
+
+    A message that cannot be encoded is that session's error only: the
+    portal hears it as done (nothing waits on it), the player is told.
+    """
     try:
         async for message in link.inbound:
-            await stream.send_all(encode(message))
+            try:
+                frame = encode(message)
+            except WireError as exc:
+                log.error("cannot send %s to the server: %s", describe(message), exc)
+                sessid = getattr(message, "sessid", 0)
+                txid = getattr(message, "txid", 0)
+                if isinstance(message, DataIn):
+                    link.send_nowait(DataOut(sessid, "text", (UNREADABLE_INPUT,), {}, txid))
+                if txid:
+                    link.send_nowait(Done(txid, sessid))
+                continue
+            await stream.send_all(frame)
         await stream.send_eof()  # retired: the child finishes and exits
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
@@ -259,16 +284,39 @@ class RemotePortal:
                     self._got_snapshot.set()  # nothing more will come
                     return
                 for message in reader.feed(data):
-                    if isinstance(message, Snapshot):
+                    if isinstance(message, Undecodable):
+                        self._unreadable(message)
+                    elif isinstance(message, Snapshot):
                         self._snapshot = message
                         self._got_snapshot.set()
                     else:
                         await self._in_send.send(message)  # type: ignore[arg-type]
 
+    def _unreadable(self, frame: Undecodable) -> None:
+        """A frame from the portal this process cannot read: that message's error only.
+
+        It is answered as done (so the portal holds nothing back for it) and
+        its session, where known, is told; the server goes on.
+        """
+        log.error(
+            "sessid %s: a message from the portal could not be read (%s); ignored",
+            frame.sessid,
+            frame.reason,
+        )
+        if frame.sessid is not None and frame.txid:
+            self.send_nowait(DataOut(frame.sessid, "text", (UNREADABLE_INPUT,), {}, frame.txid))
+        if frame.txid:
+            self.send_nowait(Done(frame.txid, frame.sessid or 0))
+
     async def _writer(self) -> None:
         try:
             async for message in self._out_recv:
-                await self.stream.send_all(encode(message))
+                try:
+                    frame = encode(message)
+                except WireError as exc:
+                    log.error("cannot send %s to the portal: %s", describe(message), exc)
+                    continue
+                await self.stream.send_all(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -298,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_from_json(sys.stdin.readline())
     logging.basicConfig(
-        level=os.environ.get("TRIO_MUD_LOG_LEVEL", "INFO"),
+        level=os.environ.get("TRIO_MUD_LOG_LEVEL", settings.log_level),
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

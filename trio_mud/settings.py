@@ -8,6 +8,9 @@ small public game.
 
 from __future__ import annotations
 
+import json
+import types
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,8 +39,22 @@ DEFAULT_SESSION_SYNC_ATTRS: tuple[str, ...] = (
 )
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(value)
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """``(name, value)`` pairs from pairs or a mapping (MSSP's extra fields)."""
+    items = value.items() if isinstance(value, dict) else value
+    pairs = []
+    for item in items:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise ValueError(f"expected (name, value) pairs, not {item!r}")
+        pairs.append((str(item[0]), str(item[1])))
+    return tuple(pairs)
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -82,6 +99,13 @@ class Settings:
     web_port: int | None = 4001
     #: Seconds one HTTP request for the web page may take.
     web_request_timeout: float = field(default=10.0, validator=_positive)
+    #: Seconds a new WebSocket client may take over its opening handshake
+    #: (its socket counts against ``max_connections`` from the accept on).
+    handshake_timeout: float = field(default=10.0, validator=_positive)
+    #: Page origins (``https://game.example.org``) whose scripts may open a
+    #: WebSocket besides the server's own page; ``*`` allows any. A client
+    #: that sends no Origin (a native MUD client) is always let in.
+    websocket_allowed_origins: tuple[str, ...] = field(default=(), converter=_tuple)
     #: Largest WebSocket message a client may send, in bytes.
     websocket_max_message: int = field(default=64 * 1024, validator=_positive)
     #: Seconds between pings to each WebSocket client, and how long a pong may
@@ -104,11 +128,22 @@ class Settings:
     max_partial_line: int = field(default=64 * 1024, validator=_positive)
     #: Hard cap on one telnet subnegotiation, in bytes.
     max_subnegotiation: int = field(default=16 * 1024, validator=_positive)
+    #: Most bytes taken from one socket in one read (the work one read can
+    #: cause is bounded by it).
+    max_read_size: int = field(default=16 * 1024, validator=_positive)
+    #: Deepest nesting accepted in JSON a client sends (GMCP, WebSocket);
+    #: deeper messages are refused with a message.
+    max_json_depth: int = field(default=32, validator=_positive)
+    #: Most GMCP packages a client's ``Core.Supports`` may name.
+    max_gmcp_supports: int = field(default=64, validator=_positive)
     #: Commands a session may send per second; bursts up to
     #: ``command_rate_burst`` (Evennia's MAX_COMMAND_RATE).
     max_command_rate: float = field(default=80.0, validator=_positive)
     command_rate_burst: int = field(default=80, validator=_positive)
     command_rate_warning: str = "You entered commands too fast; wait a moment and try again."
+    #: Inputs dropped in a row for the command rate before the client is
+    #: taken to be flooding and is disconnected.
+    max_dropped_commands: int = field(default=500, validator=_positive)
     #: New connections per second from one address, with a burst allowance
     #: (Evennia's MAX_CONNECTION_RATE).
     max_connection_rate: float = field(default=5.0, validator=_positive)
@@ -134,8 +169,9 @@ class Settings:
     negotiation_timeout: float = field(default=0.3, validator=_positive)
     #: Offer MCCP2 (and MCCP3) compression.
     mccp: bool = True
-    #: Most bytes one read of MCCP3-compressed input may inflate to.
-    max_inflated: int = field(default=1024 * 1024, validator=_positive)
+    #: Most bytes one read of MCCP3-compressed input may inflate to; more
+    #: closes the connection (a zlib bomb).
+    max_inflated: int = field(default=64 * 1024, validator=_positive)
     #: Seconds of output silence after which a telnet client is sent IAC NOP,
     #: so that dead links are noticed; 0 disables.
     telnet_keepalive: float = field(default=0.0, validator=_non_negative)
@@ -143,7 +179,7 @@ class Settings:
     #: PORT, CODEBASE and the protocol flags.
     mssp_extra: tuple[tuple[str, str], ...] = field(
         default=(("FAMILY", "Custom"), ("STATUS", "Alpha"), ("CRAWL DELAY", "-1")),
-        converter=_tuple,
+        converter=_pairs,
     )
 
     # -- handler restarts ---------------------------------------------------------
@@ -162,6 +198,12 @@ class Settings:
     reload_done_message: str = "... Server restarted."
     reload_failed_message: str = "... Server restart failed; carrying on as before."
     crash_message: str = "The server stopped unexpectedly; restarting it..."
+    #: What a player is told when input of theirs was in hand when two server
+    #: processes in a row died, and is therefore dropped rather than replayed.
+    poisoned_input_message: str = (
+        "Your last input could not be handled (the server stopped while running it, "
+        "twice) and was dropped."
+    )
     #: Seconds a handler may take to finish its work when asked to pause.
     pause_timeout: float = field(default=30.0, validator=_positive)
     #: Seconds a new server process may take to start and load the snapshot.
@@ -172,6 +214,10 @@ class Settings:
     restart_backoff: float = field(default=0.5, validator=_positive)
     restart_backoff_max: float = field(default=30.0, validator=_positive)
     restart_stable_after: float = field(default=60.0, validator=_positive)
+
+    # -- logging -----------------------------------------------------------------
+    #: Log level of the portal and of every server process.
+    log_level: str = field(default="INFO", validator=attrs.validators.in_(_LOG_LEVELS))
 
     # -- sessions and shutdown ------------------------------------------------
     session_sync_attrs: tuple[str, ...] = field(
@@ -202,30 +248,64 @@ class Settings:
 def parse_setting(name: str, text: str) -> tuple[str, Any]:
     """Turn ``--set name=text`` into a value of the field's type.
 
+    Scalars are written as themselves (``true``/``false`` for switches,
+    ``none`` for an optional value left unset); lists of names or numbers
+    are comma-separated; structured settings (``mssp_extra``) are JSON, an
+    object or a list of pairs: ``--set 'mssp_extra={"GENRE": "Fantasy"}'``.
+
     Raises:
-        ValueError: no such setting, or ``text`` is not of its type.
+        ValueError: no such setting, or ``text`` is not of its type (the
+            message names the setting and what it takes).
     """
     fields = attrs.fields_dict(Settings)
     if name not in fields:
         known = ", ".join(sorted(fields))
         raise ValueError(f"unknown setting {name!r}; known settings: {known}")
-    default = fields[name].default
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return name, True
-        if text.lower() in ("0", "false", "no", "off"):
-            return name, False
-        raise ValueError(f"{name} takes true or false, not {text!r}")
-    if isinstance(default, tuple):
-        item_type = type(default[0]) if default else str
-        try:
-            return name, tuple(item_type(part.strip()) for part in text.split(",") if part.strip())
-        except ValueError:
-            raise ValueError(f"{name} takes a comma-separated list, not {text!r}") from None
-    value_type: Any = type(default)
+    kind = _FIELD_TYPES[name]
     try:
-        return name, value_type(text)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{name} takes a value of type {type(default).__name__}, not {text!r}"
-        ) from None
+        value = _parse_as(kind, text.strip())
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name}: {exc}") from None
+    return name, value
+
+
+def _parse_as(kind: Any, text: str) -> Any:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):
+        inner = [arg for arg in args if arg is not type(None)]
+        if text.lower() in ("", "none", "null", "off"):
+            return None
+        return _parse_as(inner[0], text)
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"takes true or false, not {text!r}")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"takes a number ({kind.__name__}), not {text!r}") from None
+    if kind is str:
+        return text
+    if kind is Path:
+        if not text:
+            raise ValueError("takes a path, not nothing")
+        return Path(text)
+    if origin is tuple:
+        item = args[0] if args else str
+        if typing.get_origin(item) is tuple:  # structured: JSON pairs
+            try:
+                return _pairs(json.loads(text))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise ValueError(
+                    "takes JSON: an object or a list of [name, value] pairs, "
+                    f'e.g. {{"GENRE": "Fantasy"}} ({exc})'
+                ) from None
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        return tuple(_parse_as(item, part) for part in parts)
+    raise ValueError(f"cannot be set from text (type {kind!r})")
+
+
+_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Settings)

@@ -141,11 +141,14 @@ class _Q(IntEnum):
 class _OptionState:
     """One option's state on one side, with the Q method's queue bit."""
 
-    __slots__ = ("opposite", "state")
+    __slots__ = ("opposite", "state", "unacked_off")
 
     def __init__(self) -> None:
         self.state = _Q.NO
         self.opposite = False
+        #: We turned the option off without waiting for the peer's agreement;
+        #: the agreement, if it comes, is to be ignored.
+        self.unacked_off = False
 
 
 # The parser's states.
@@ -179,7 +182,7 @@ class TelnetProtocol:
         remote_options: Iterable[int] = (),
         max_partial_line: int = 64 * 1024,
         max_subnegotiation: int = 16 * 1024,
-        max_inflated: int = 1024 * 1024,
+        max_inflated: int = 64 * 1024,
     ) -> None:
         self.local_options = frozenset(local_options)
         self.remote_options = frozenset(remote_options)
@@ -227,8 +230,24 @@ class TelnetProtocol:
         self._outgoing.clear()
         return data
 
-    def request_local(self, option: int, enable: bool) -> None:
-        """Ask to turn our side of ``option`` on (WILL) or off (WONT)."""
+    def request_local(self, option: int, enable: bool, *, await_answer: bool = True) -> None:
+        """Ask to turn our side of ``option`` on (WILL) or off (WONT).
+
+        With ``await_answer=False`` (for turning an option off only), the
+        option counts as off as soon as ``WONT`` is queued, instead of after
+        the client's ``DONT``. A peer must always agree to an option going
+        off, and some never say so: TinTin++ answers ``WILL ECHO`` but never
+        ``WONT ECHO``, and waiting for that answer would swallow the next
+        ``WILL ECHO`` (a password shown on screen). A late ``DONT`` is then
+        taken as the agreement it is, and answered with nothing.
+        """
+        if not enable and not await_answer:
+            opt = self._us.setdefault(option, _OptionState())
+            if opt.state in (_Q.YES, _Q.WANTYES):
+                self._send_verb(WONT, option)
+                opt.unacked_off = True
+            opt.state, opt.opposite = _Q.NO, False
+            return
         self._request(self._us, option, enable, WILL, WONT)
 
     def request_remote(self, option: int, enable: bool) -> None:
@@ -326,12 +345,7 @@ class TelnetProtocol:
                 if stop > pos:
                     self._after_cr = False
                     self._line += data[pos:stop]
-                    if len(self._line) > self.max_partial_line:
-                        self._line.clear()
-                        raise TelnetProtocolError(
-                            f"partial line over {self.max_partial_line} bytes",
-                            "Your input line was far too long; closing the connection.",
-                        )
+                    self._check_line()
                     pos = stop
                     continue
                 byte = data[pos]
@@ -369,14 +383,7 @@ class TelnetProtocol:
                 if stop < 0:
                     stop = end
                 self._sb += data[pos:stop]
-                if len(self._sb) > self.max_subnegotiation:
-                    self._sb.clear()
-                    raise TelnetProtocolError(
-                        f"subnegotiation of option {self._sb_option} over "
-                        f"{self.max_subnegotiation} bytes",
-                        "Your client sent an oversized telnet subnegotiation; "
-                        "closing the connection.",
-                    )
+                self._check_subnegotiation()
                 if stop < end:
                     self._state = _SB_IAC
                     pos = stop + 1
@@ -387,6 +394,7 @@ class TelnetProtocol:
                 pos += 1
                 if byte == IAC:
                     self._sb.append(IAC)
+                    self._check_subnegotiation()
                     self._state = _SB
                 elif byte == SE:
                     self._state = _DATA
@@ -408,6 +416,22 @@ class TelnetProtocol:
                     self._command(byte, events)
         return None
 
+    def _check_line(self) -> None:
+        if len(self._line) > self.max_partial_line:
+            self._line.clear()
+            raise TelnetProtocolError(
+                f"partial line over {self.max_partial_line} bytes",
+                "Your input line was far too long; closing the connection.",
+            )
+
+    def _check_subnegotiation(self) -> None:
+        if len(self._sb) > self.max_subnegotiation:
+            self._sb.clear()
+            raise TelnetProtocolError(
+                f"subnegotiation of option {self._sb_option} over {self.max_subnegotiation} bytes",
+                "Your client sent an oversized telnet subnegotiation; closing the connection.",
+            )
+
     def _end_line(self) -> TextLine:
         line = TextLine(bytes(self._line))
         self._line.clear()
@@ -418,6 +442,7 @@ class TelnetProtocol:
         if byte == IAC:  # an escaped 255 data byte
             self._after_cr = False
             self._line.append(IAC)
+            self._check_line()
         elif byte in (WILL, WONT, DO, DONT):
             self._verb = byte
             self._state = _NEGOTIATE
@@ -446,6 +471,11 @@ class TelnetProtocol:
             table, local, accept = self._us, True, option in self.local_options
             yes, no = WILL, WONT
         opt = table.setdefault(option, _OptionState())
+        if verb == DONT and opt.unacked_off:
+            # The agreement to a WONT we did not wait for: nothing to do, even
+            # if we have asked for the option again since.
+            opt.unacked_off = False
+            return
         before = opt.state
         if verb in (WILL, DO):  # the peer wants the option on
             if opt.state is _Q.NO:

@@ -18,7 +18,6 @@ import h11
 import trio
 
 from .nursery_portal import Portal
-from .settings import Settings
 
 log = logging.getLogger("trio_mud.web")
 
@@ -79,15 +78,21 @@ async def serve_web(
     for host, port in addresses:
         log.info("web client on http://%s:%d/", host, port)
     async with trio.open_nursery() as nursery:
-        handler = partial(_serve_one, pages, settings)
-        await nursery.start(partial(trio.serve_listeners, handler, listeners))
+        handler = partial(_serve_one, pages, portal)
+        admitting = [portal.admitting(listener) for listener in listeners]
+        await nursery.start(partial(trio.serve_listeners, handler, admitting))
         task_status.started(addresses)
 
 
 async def _serve_one(
-    pages: dict[str, tuple[bytes, str]], settings: Settings, stream: trio.SocketStream
+    pages: dict[str, tuple[bytes, str]], portal: Portal, stream: trio.SocketStream
 ) -> None:
-    """One request, one response, then close. Errors end this connection only."""
+    """One request, one response, then close. Errors end this connection only.
+
+    The socket was admitted at accept time (see :meth:`Portal.admitting`);
+    its place is given back here once it is closed.
+    """
+    settings = portal.settings
     connection = h11.Connection(h11.SERVER)
     try:
         with trio.move_on_after(settings.web_request_timeout):
@@ -111,7 +116,9 @@ async def _serve_one(
     except Exception:
         log.exception("web request failed")
     finally:
-        await trio.aclose_forcefully(stream)
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+        portal.release_socket()
 
 
 async def _next_request(

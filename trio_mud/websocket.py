@@ -31,17 +31,29 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
-from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from attrs import field, frozen
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+)
 
-from . import markup
-from .messages import DataIn, DataOut, Disconnect, SessionUpdate
-from .mudtelnet import gmcp_input, gmcp_package, gmcp_wanted, update_gmcp_supports
+from . import clientjson, markup
+from .messages import DataOut, Disconnect, SessionUpdate
+from .mudtelnet import (
+    gmcp_input,
+    gmcp_package,
+    gmcp_wanted,
+    supports_refused_message,
+    update_gmcp_supports,
+)
 from .nursery_portal import _FLUSH, Portal, _Connection
 
 log = logging.getLogger("trio_mud.websocket")
@@ -68,6 +80,127 @@ def choose_subprotocol(offered: list[str]) -> str:
 
 class BadFrame(Exception):
     """A frame that does not fit the format; the message says why."""
+
+
+# -- what a frame means (sans-I/O) -----------------------------------------------------
+
+
+@frozen
+class ClientText:
+    """A line the player typed (not yet cleaned or checked)."""
+
+    text: str
+
+
+@frozen
+class ClientOOB:
+    """Out-of-band input as ``cmdname(*args, **kwargs)``; never ``text``."""
+
+    cmdname: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(factory=dict)
+
+
+@frozen
+class ClientGMCP:
+    """A GMCP message (the gmcp and json formats): ``Package.Name`` and data."""
+
+    package: str
+    data: Any = None
+
+
+ClientInput = ClientText | ClientOOB | ClientGMCP
+
+#: Command names a client may use in Evennia's format (the game's inputfunc names).
+_CMDNAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
+
+#: Command names that only the server sends; a client never may.
+_SERVER_ONLY = frozenset({"prompt", "default"})
+
+_EVENNIA_SHAPE = 'expected ["cmdname", [args], {kwargs}]'
+
+
+def decode_frame(
+    subprotocol: str, frame: str | bytes, *, max_json_depth: int = clientjson.DEFAULT_MAX_DEPTH
+) -> list[ClientInput]:
+    """What one WebSocket frame from a client means, in ``subprotocol``'s format.
+
+    Typed text comes out as :class:`ClientText` whatever the format (in
+    Evennia's, ``["text", ...]`` in any letter case), so it always passes the
+    portal's checks on typed lines; nothing else may be called ``text``.
+
+    Raises:
+        BadFrame: the frame does not fit the format (the message says how);
+            nothing else escapes for any input.
+    """
+    if isinstance(frame, bytes) or subprotocol == TERMINAL:
+        text = frame.decode("utf-8", errors="replace") if isinstance(frame, bytes) else frame
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        return [ClientText(line) for line in lines if line or "\n" not in text]
+    if subprotocol == EVENNIA:
+        try:
+            decoded = clientjson.loads(frame, max_depth=max_json_depth)
+        except ValueError as exc:
+            raise BadFrame(f"{_EVENNIA_SHAPE} ({exc})") from None
+        if not isinstance(decoded, list) or len(decoded) != 3:
+            raise BadFrame(_EVENNIA_SHAPE)
+        cmdname, args, kwargs = decoded
+        if (
+            not isinstance(cmdname, str)
+            or not isinstance(args, list)
+            or not isinstance(kwargs, dict)
+        ):
+            raise BadFrame(_EVENNIA_SHAPE)
+        if not _CMDNAME.fullmatch(cmdname):
+            raise BadFrame("a command name is a letter and up to 63 letters, digits, _ or .")
+        cmdname = cmdname.lower()
+        if cmdname == "text":
+            return [ClientText(str(args[0]) if args else "")]
+        if cmdname in _SERVER_ONLY:
+            raise BadFrame(f"{cmdname!r} is not something a client sends")
+        return [ClientOOB(cmdname, tuple(args), kwargs)]
+    if subprotocol == GMCP:
+        package, _, rest = frame.strip().partition(" ")
+        return [_gmcp(package, rest, max_json_depth)]
+    if subprotocol == JSON:
+        try:
+            envelope = clientjson.loads(frame, max_depth=max_json_depth)
+            proto, ident, data = (
+                envelope["proto"],
+                envelope.get("id", ""),
+                envelope.get("data", ""),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise BadFrame('expected {"proto": ..., "id": ..., "data": ...}') from None
+        if proto == "gmcp":
+            if isinstance(data, str):
+                return [_gmcp(str(ident), data, max_json_depth)]
+            return [_gmcp_checked(str(ident), data)]
+        if proto == "text":
+            return [ClientText(str(data))]
+        raise BadFrame(f"unknown proto {str(proto)[:32]!r}")
+    raise BadFrame(f"unknown format {subprotocol[:32]!r}")
+
+
+def _gmcp(package: str, payload: str, max_json_depth: int) -> ClientGMCP:
+    data: Any = None
+    payload = payload.strip()
+    if payload:
+        if clientjson.nesting(payload) > max_json_depth:
+            raise BadFrame(f"GMCP data nested deeper than {max_json_depth} levels")
+        try:
+            data = clientjson.loads(payload, max_depth=max_json_depth)
+        except ValueError:
+            data = payload  # not JSON: passed on as text
+    return _gmcp_checked(package, data)
+
+
+def _gmcp_checked(package: str, data: Any) -> ClientGMCP:
+    if not package:
+        raise BadFrame("a GMCP message needs a package name")
+    if len(package) > 128:
+        raise BadFrame("a GMCP package name is at most 128 characters")
+    return ClientGMCP(package, data)
 
 
 class WebSocketSession(_Connection):
@@ -181,66 +314,27 @@ class WebSocketSession(_Connection):
                 self.session.data_out(text=markup.escape(f"Your client sent a bad message: {exc}"))
 
     async def _frame_in(self, frame: str | bytes) -> None:
-        if isinstance(frame, bytes) or self.subprotocol == TERMINAL:
-            text = frame.decode("utf-8", errors="replace") if isinstance(frame, bytes) else frame
-            for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-                if line or "\n" not in text:
-                    await self._handle_text(line)
-            return
-        if self.subprotocol == EVENNIA:
-            try:
-                cmdname, args, kwargs = json.loads(frame)
-            except (ValueError, TypeError) as exc:
-                raise BadFrame('expected ["cmdname", [args], {kwargs}]') from exc
-            if (
-                not isinstance(cmdname, str)
-                or not isinstance(args, list)
-                or not isinstance(kwargs, dict)
-            ):
-                raise BadFrame('expected ["cmdname", [args], {kwargs}]')
-            if cmdname == "text":
-                await self._handle_text(str(args[0]) if args else "")
-            elif cmdname in ("prompt", "default"):
-                raise BadFrame(f"{cmdname!r} is not something a client sends")
+        inputs = decode_frame(self.subprotocol, frame, max_json_depth=self.settings.max_json_depth)
+        for item in inputs:
+            if isinstance(item, ClientText):
+                await self._handle_text(item.text)
+            elif isinstance(item, ClientOOB):
+                await self._handle_oob(item.cmdname, item.args, item.kwargs)
             else:
-                await self._to_handler(
-                    DataIn(self.session.sessid, cmdname.lower(), tuple(args), kwargs)
-                )
-        elif self.subprotocol == GMCP:
-            package, _, rest = frame.strip().partition(" ")
-            await self._gmcp_in(package, rest)
-        else:  # JSON
-            try:
-                envelope = json.loads(frame)
-                proto, ident, data = (
-                    envelope["proto"],
-                    envelope.get("id", ""),
-                    envelope.get("data", ""),
-                )
-            except (ValueError, TypeError, KeyError) as exc:
-                raise BadFrame('expected {"proto": ..., "id": ..., "data": ...}') from exc
-            if proto == "gmcp":
-                await self._gmcp_in(str(ident), data if isinstance(data, str) else json.dumps(data))
-            elif proto == "text":
-                await self._handle_text(str(data))
-            else:
-                raise BadFrame(f"unknown proto {proto!r}")
+                await self._gmcp_in(item.package, item.data)
 
-    async def _gmcp_in(self, package: str, payload: str) -> None:
-        if not package:
-            raise BadFrame("a GMCP message needs a package name")
-        data: Any = None
-        if payload.strip():
-            try:
-                data = json.loads(payload)
-            except ValueError:
-                data = payload.strip()
-        if update_gmcp_supports(self.gmcp_supports, package, data):
+    async def _gmcp_in(self, package: str, data: Any) -> None:
+        before = dict(self.gmcp_supports)
+        limit = self.settings.max_gmcp_supports
+        refused = update_gmcp_supports(self.gmcp_supports, package, data, max_packages=limit)
+        if refused:
+            self.tell_bad_input(supports_refused_message(refused, limit))
+        if refused is not None and self.gmcp_supports != before:
             flags = {"GMCP_SUPPORTS": dict(self.gmcp_supports)}
             self.session.protocol_flags.update(flags)
             await self._to_handler(SessionUpdate(self.session.sessid, {"protocol_flags": flags}))
         oob = gmcp_input(package, data)
-        await self._to_handler(DataIn(self.session.sessid, oob.cmdname, oob.args, oob.kwargs))
+        await self._handle_oob(oob.cmdname, oob.args, oob.kwargs)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -347,7 +441,6 @@ async def serve_websockets(
     settings = portal.settings
     port = settings.websocket_port
     assert port is not None, "WebSockets are turned off (websocket_port is None)"
-    addresses: list[tuple[str, int]] = []
 
     async def handle(request: WebSocketRequest) -> None:
         try:
@@ -355,29 +448,99 @@ async def serve_websockets(
         except Exception:
             log.exception("websocket connection failed")
 
+    listeners: list[trio.SocketListener] = []
+    for interface in settings.telnet_interfaces:
+        listeners += await trio.open_tcp_listeners(port, host=interface)
+    addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+    server = _AdmittingServer(
+        portal,
+        handle,
+        [portal.admitting(listener) for listener in listeners],
+        max_message_size=settings.websocket_max_message,
+        connect_timeout=settings.handshake_timeout,
+        disconnect_timeout=2,
+    )
     async with trio.open_nursery() as nursery:
-        for interface in settings.telnet_interfaces:
-            server = await nursery.start(
-                partial(
-                    serve_websocket,
-                    handle,
-                    interface,
-                    port,
-                    None,  # no TLS here
-                    max_message_size=settings.websocket_max_message,
-                    disconnect_timeout=2,
-                )
-            )
-            for endpoint in server.listeners:
-                addresses.append((str(endpoint.address), int(endpoint.port)))
+        await nursery.start(server.run)
         portal.websocket_addresses = addresses
         for host, port in addresses:
             log.info("websocket listening on %s port %d", host, port)
         task_status.started(addresses)
 
 
+class _AdmittingServer(WebSocketServer):
+    """trio-websocket's server over the portal's admitting listeners.
+
+    Each socket was admitted at accept time (so a client that never finishes
+    its handshake still holds a place, for at most ``handshake_timeout``
+    seconds); its place is given back here, when trio-websocket is done with it.
+    """
+
+    def __init__(self, portal: Portal, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._portal = portal
+
+    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        try:
+            await super()._handle_connection(stream)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            self._portal.release_socket()
+
+
+def origin_allowed(
+    origin: str | None, host: str | None, page_ports: list[int], allowed: tuple[str, ...]
+) -> bool:
+    """Whether a page at ``origin`` may open a WebSocket here.
+
+    Allowed: no Origin at all (a native client, not a browser); the server's
+    own page (same host name as the request's ``Host``, on a port the web
+    page is served from); an origin listed in ``allowed`` (``*`` for any).
+    """
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed or origin in {item.strip().rstrip("/").lower() for item in allowed}:
+        return True
+    try:
+        parts = urlsplit(origin)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname or host is None:
+        return False
+    try:
+        host_name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return False
+    return parts.hostname == (host_name or "").lower() and port in page_ports
+
+
+def _header(request: WebSocketRequest, name: bytes) -> str | None:
+    for key, value in request.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
 async def _handle(portal: Portal, request: WebSocketRequest) -> None:
     address = request.remote.address if hasattr(request.remote, "address") else "?"
+    origin = _header(request, b"origin")
+    # wsproto keeps Host apart from the other headers.
+    host = getattr(getattr(request, "_event", None), "host", None)
+    page_ports = [port for _, port in portal.web_addresses]
+    if not origin_allowed(origin, host, page_ports, portal.settings.websocket_allowed_origins):
+        portal.log_limited(
+            logging.WARNING,
+            f"origin {address}",
+            "refused a websocket from %s: page origin %r is not allowed "
+            "(setting websocket_allowed_origins)",
+            address,
+            (origin or "")[:200],
+        )
+        await request.reject(403, body=b"This page may not connect to this game.\n")
+        return
     query = parse_qs(urlsplit(request.path).query)
     token = (query.get("token") or [""])[0]
     existing = portal.websocket_tokens.get(token) if token else None
@@ -387,10 +550,6 @@ async def _handle(portal: Portal, request: WebSocketRequest) -> None:
             subprotocol=existing.subprotocol if existing.subprotocol in offered else None
         )
         await existing.serve_socket(ws, resumed=True)
-        return
-    refusal = portal.admit(str(address))
-    if refusal is not None:
-        await request.reject(503, body=refusal.encode())
         return
     subprotocol = choose_subprotocol(offered)
     ws = await request.accept(subprotocol=subprotocol if subprotocol in offered else None)
