@@ -10,6 +10,7 @@ from trio_mud.markup import (
     ColorLevel,
     escape,
     level_for,
+    one_line,
     render,
     render_html,
     rgb_to_ansi,
@@ -99,8 +100,30 @@ def test_colour_arithmetic() -> None:
     assert rgb_to_ansi((0, 0, 120)) == 4
 
 
+def _without_raw_controls(text: str) -> str:
+    return "".join(c for c in text if c in "\t\n\r" or not (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0))
+
+
 @given(st.text(max_size=60))
 def test_escape_round_trips_and_strip_never_raises(text: str) -> None:
-    assert strip(escape(text)) == text
-    assert render(escape(text), TRUE) == text
+    assert strip(escape(text)) == _without_raw_controls(text)
+    assert render(escape(text), TRUE) == _without_raw_controls(text)
     render_html(text)
+
+
+@given(st.text(max_size=60))
+def test_no_raw_escape_sequence_survives_rendering(text: str) -> None:
+    # ESC only ever comes from markup: none in the text reaches a terminal.
+    hostile = "\x1b]0;owned\x07\x1b[2J\x1b[6n\x9b" + text
+    for level in (TRUE, ColorLevel.ANSI, ColorLevel.NONE):
+        rendered = render(hostile, level)
+        assert "\x1b]" not in rendered and "\x1b[2J" not in rendered
+        assert "\x1b[6n" not in rendered and "\x9b" not in rendered and "\x07" not in rendered
+    assert "\x1b" not in render_html(hostile)
+
+
+def test_one_line_keeps_speech_on_one_line() -> None:
+    assert one_line("hi|/Ann says, fake") == "hi Ann says, fake"
+    assert one_line("a||/b") == "a||/b"  # a literal pipe and a slash
+    assert one_line("a|||/b") == "a|| b"
+    assert "\n" not in render(one_line("x|/y|r|/z"), TRUE)

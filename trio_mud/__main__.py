@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import signal
 import sys
@@ -13,7 +14,9 @@ from pathlib import Path
 import trio
 
 from . import __version__
+from .admission import ListenError
 from .game import Store, WorldError, load_world
+from .game.store import StoreError, check_database
 from .server import Server
 from .settings import Settings, parse_setting
 
@@ -153,6 +156,35 @@ def _raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def check_data_dir(path: Path) -> str | None:
+    """Why the data directory cannot be used (one line), or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"the data directory {path} exists but is not a directory"
+    except OSError as exc:
+        return f"cannot create the data directory {path}: {exc.strerror or exc}"
+    if not path.is_dir():
+        return f"the data directory {path} exists but is not a directory"
+    probe = path / f".trio_mud-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write in the data directory {path}: {exc.strerror or exc}"
+    return None
+
+
+def _leaves(group: BaseExceptionGroup[ListenError]) -> list[ListenError]:
+    found: list[ListenError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found += _leaves(exc)
+        else:
+            found.append(exc)
+    return found
+
+
 def _split_assignment(item: str) -> tuple[str, str]:
     name, sep, value = item.partition("=")
     if not sep:
@@ -182,12 +214,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "world_file": args.world,
                 "websocket_port": None if args.no_web else args.websocket_port,
                 "web_port": None if args.no_web else args.web_port,
+                "log_level": args.log_level,
                 **overrides,
             }
         )
-        load_world(settings.world_file)  # a broken world file fails here, clearly
-    except (ValueError, OSError, WorldError) as exc:
+    except (ValueError, TypeError) as exc:
         print(f"trio_mud: {exc}", file=sys.stderr)
+        return 2
+    # Operator mistakes get one line each, before anything starts.
+    try:
+        load_world(settings.world_file)
+    except WorldError as exc:
+        print(f"trio_mud: world file {settings.world_file}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"trio_mud: cannot read the world file: {exc}", file=sys.stderr)
+        return 2
+    problem = check_data_dir(settings.data_dir)
+    if problem is not None:
+        print(f"trio_mud: {problem}; choose another with --data-dir", file=sys.stderr)
+        return 2
+    try:
+        check_database(settings.database_path)
+    except StoreError as exc:
+        print(
+            f"trio_mud: {exc}. Restore it from a backup, or move it away to start afresh.",
+            file=sys.stderr,
+        )
         return 2
     if args.make_admin or args.revoke_admin:
         return trio.run(
@@ -195,12 +248,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     _raise_file_limit()
     server = Server(settings, mode="embedded" if args.embedded else "process")
+    status = 0
     try:
         trio.run(serve, server)
-    except OSError as exc:
-        print(f"trio_mud: cannot start: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    except* ListenError as group:
+        for error in _leaves(group):
+            print(f"trio_mud: {error}", file=sys.stderr)
+        status = 1
+    return status
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -126,6 +127,34 @@ class AdmittingListener(trio.abc.Listener[trio.SocketStream]):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class ListenError(Exception):
+    """A listener could not be opened; the message says why and what to change."""
+
+
+async def open_listeners(
+    what: str, port: int, host: str, *, option: str
+) -> list[trio.SocketListener]:
+    """``trio.open_tcp_listeners``, failing with one line an operator can act on.
+
+    Raises:
+        ListenError: the port is in use, the address is not this machine's,
+            or the port needs privileges; ``option`` names the command-line
+            option that changes it.
+    """
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = f"the port is in use (another server?); choose another with {option}"
+        elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+            why = "that is not an address of this machine; check --interface"
+        elif exc.errno == errno.EACCES:
+            why = f"ports below 1024 need privileges; choose another with {option}"
+        else:
+            why = f"{exc.strerror or exc}"
+        raise ListenError(f"cannot listen for {what} on {host} port {port}: {why}") from None
 
 
 def peer_address(stream: trio.SocketStream) -> str:

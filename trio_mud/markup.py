@@ -261,6 +261,7 @@ def render(text: str, level: ColorLevel = ColorLevel.ANSI, *, screenreader: bool
     Results are cached: a message said to a room is rendered once per colour
     level, not once per listener.
     """
+    text = text.translate(_RAW_CONTROLS)
     if "|" not in text:
         return _SCREENREADER_NOISE.sub("", text) if screenreader else text
     out: list[str] = []
@@ -276,6 +277,27 @@ def render(text: str, level: ColorLevel = ColorLevel.ANSI, *, screenreader: bool
     if screenreader:
         result = _SCREENREADER_NOISE.sub("", result)
     return result
+
+
+_LAYOUT = re.compile(r"\|[|/]")
+
+
+def one_line(text: str) -> str:
+    """Player text that cannot start a new line: ``|/`` becomes a space.
+
+    For what players say to others: a newline inside speech would let them
+    forge a line that looks like the server's (or like someone else talking).
+    Colours stay; ``||/`` (a literal pipe, then a slash) is left alone.
+    """
+    if "|/" not in text:
+        return text
+    return _LAYOUT.sub(lambda match: "||" if match.group() == "||" else " ", text)
+
+
+#: Raw control characters never reach a client from marked-up text: C0 but
+#: newline, tab and carriage return; DEL; C1 (ESC starts every terminal
+#: command, so none can be smuggled in). Colour comes only from markup.
+_RAW_CONTROLS = {c: None for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c not in (9, 10, 13)}
 
 
 def strip(text: str) -> str:
@@ -302,7 +324,7 @@ def render_html(text: str) -> str:
     Nothing in ``text`` can produce a tag or an attribute: it is all escaped.
     """
     out: list[str] = []
-    for chunk, style in _parse(text):
+    for chunk, style in _parse(text.translate(_RAW_CONTROLS)):
         escaped = html.escape(chunk, quote=True)
         if style == _PLAIN:
             out.append(escaped)

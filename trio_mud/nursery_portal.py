@@ -38,7 +38,7 @@ from attrs import Factory, define, field, frozen
 
 from . import markup
 from ._version import __version__
-from .admission import AdmittingListener, RateLimitedLog
+from .admission import AdmittingListener, RateLimitedLog, open_listeners
 from .messages import (
     Connect,
     DataIn,
@@ -1112,7 +1112,9 @@ class Portal:
         try:
             for interface in self.settings.telnet_interfaces:
                 for port in self.settings.telnet_ports:
-                    listeners += await trio.open_tcp_listeners(port, host=interface)
+                    listeners += await open_listeners(
+                        "telnet", port, interface, option="--telnet-port"
+                    )
             self.telnet_addresses = [lst.socket.getsockname()[:2] for lst in listeners]
             async with trio.open_nursery() as system:
                 self._system = system

@@ -17,6 +17,7 @@ from importlib import resources
 import h11
 import trio
 
+from .admission import open_listeners
 from .nursery_portal import Portal
 
 log = logging.getLogger("trio_mud.web")
@@ -72,7 +73,9 @@ async def serve_web(
     pages = await trio.to_thread.run_sync(_load, portal)  # file reads, off the loop
     listeners: list[trio.SocketListener] = []
     for interface in settings.telnet_interfaces:
-        listeners += await trio.open_tcp_listeners(settings.web_port, host=interface)
+        listeners += await open_listeners(
+            "the web page", settings.web_port, interface, option="--web-port"
+        )
     addresses = [listener.socket.getsockname()[:2] for listener in listeners]
     portal.web_addresses = addresses
     for host, port in addresses:

@@ -46,6 +46,7 @@ from trio_websocket import (
 )
 
 from . import clientjson, markup
+from .admission import open_listeners
 from .messages import DataOut, Disconnect, SessionUpdate
 from .mudtelnet import (
     gmcp_input,
@@ -450,7 +451,7 @@ async def serve_websockets(
 
     listeners: list[trio.SocketListener] = []
     for interface in settings.telnet_interfaces:
-        listeners += await trio.open_tcp_listeners(port, host=interface)
+        listeners += await open_listeners("WebSockets", port, interface, option="--websocket-port")
     addresses = [listener.socket.getsockname()[:2] for listener in listeners]
     server = _AdmittingServer(
         portal,

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 from attrs import define, field
 
+from .. import markup
 from ..handler import Handler, HandlerHooks, InputFunc, ServerSession
 from ..oob import MsdpVariables
 from ..settings import Settings
@@ -29,6 +30,12 @@ log = logging.getLogger("trio_mud.game")
 _SHORT_DIRECTIONS = {long: short for short, long in DIRECTION_ALIASES.items()}
 
 CommandFunc = Callable[[ServerSession, str], Awaitable[None] | None]
+
+#: Where a session waiting at a password prompt keeps what it waits for:
+#: ``[verb, name]`` in its ``server_data``, so that it survives a reload.
+PASSWORD_FOR = "password_for"
+
+UNKNOWN_AT_SCREEN = 'That is not a command here. Type "help" for the commands.'
 
 CONNECTION_SCREEN = """\
 ==============================================================
@@ -246,14 +253,18 @@ class Game(HandlerHooks):
 
     def text(self, session: ServerSession, line: str = "", *args: Any, **kwargs: Any) -> Any:
         """The ``text`` input function: one line the player typed."""
-        pending = session.ndb.pop("password_for", None)
+        pending = session.server_data.pop(PASSWORD_FOR, None)
         if pending is not None:
-            verb, name = pending
+            session.sync()  # the portal's copy forgets the prompt too
+            if not (isinstance(pending, list | tuple) and len(pending) == 2):
+                return None
+            verb, name = str(pending[0]), str(pending[1])
             if not line:
                 session.msg("Cancelled.")
                 return None
-            login = self.cmd_connect if verb == "connect" else self.cmd_create
-            return login(session, f"{name} {line}")
+            if verb == "create":
+                return self._create(session, name, line.strip(), prompted=True)
+            return self.cmd_connect(session, f"{name} {line}")
         line = line.strip()
         if not line:
             return None
@@ -261,7 +272,8 @@ class Game(HandlerHooks):
             word, _, rest = line.partition(" ")
             func = self._unlogged.get(word.lower())
             if func is None:
-                session.msg(f'Command "{word}" is not available. Type "help" for help.')
+                # Not echoed: at this screen a mistyped line may be a password.
+                session.msg(UNKNOWN_AT_SCREEN)
                 return None
             return func(session, rest.strip())
         char = session.puppet
@@ -290,7 +302,13 @@ class Game(HandlerHooks):
         session.msg(UNLOGGED_HELP)
 
     def _ask_password(self, session: ServerSession, verb: str, name: str) -> None:
-        session.ndb["password_for"] = (verb, name)
+        """A hidden ``Password:`` prompt; the next line is the password.
+
+        What it waits for lives in ``server_data``, which the portal keeps:
+        a reload in between still takes the next line as the password.
+        """
+        session.server_data[PASSWORD_FOR] = [verb, name]
+        session.sync()
         session.data_out(prompt=("Password: ", {"password": True}))
 
     async def cmd_create(self, session: ServerSession, args: str) -> None:
@@ -305,9 +323,20 @@ class Game(HandlerHooks):
             else:
                 self._ask_password(session, "create", name)
             return
-        problem = name_problem(name) or password_problem(self.settings, name, password)
-        if problem is not None:
+        await self._create(session, name, password, prompted=False)
+
+    async def _create(
+        self, session: ServerSession, name: str, password: str, *, prompted: bool
+    ) -> None:
+        if (problem := name_problem(name)) is not None:
             session.msg(problem)
+            return
+        if (problem := password_problem(self.settings, name, password)) is not None:
+            session.msg(problem)
+            if prompted:
+                # Still at the prompt: the next line is a password again, hidden.
+                session.msg("Choose another password (an empty line cancels).")
+                self._ask_password(session, "create", name)
             return
         if await self.store.find_account(name) is not None:
             session.msg(f"Sorry, the name {name!r} is taken. Please choose another.")
@@ -509,6 +538,7 @@ class Game(HandlerHooks):
         session.msg("\n".join(lines))
 
     def cmd_say(self, session: ServerSession, args: str) -> None:
+        args = markup.one_line(args).strip()
         if not args:
             session.msg("Say what?")
             return
@@ -517,6 +547,7 @@ class Game(HandlerHooks):
         self._tell_room(char.room, f'{char.name} says, "{args}|n"', exclude=char)
 
     def cmd_pose(self, session: ServerSession, args: str) -> None:
+        args = markup.one_line(args).strip()
         if not args:
             session.msg("Pose what?")
             return

@@ -272,3 +272,34 @@ def _connect(path: Path) -> sqlite3.Connection:
         connection.close()
         raise
     return connection
+
+
+def check_database(path: Path) -> None:
+    """Check an existing database at start: readable, a database, undamaged.
+
+    Runs SQLite's ``PRAGMA quick_check`` and the schema version check (a
+    missing file is fine: it will be created). Blocking: call it before the
+    event loop runs, or in a worker thread.
+
+    Raises:
+        StoreError: what is wrong, in one line an operator can act on.
+    """
+    if not path.exists():
+        return
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the database {path}: {exc}") from None
+    try:
+        verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"the database {path} is damaged or not a database ({exc})") from None
+    finally:
+        connection.close()
+    if verdict != "ok":
+        raise StoreError(f"the database {path} is damaged (quick_check: {verdict})")
+    if version not in (0, SCHEMA_VERSION):
+        raise StoreError(
+            f"{path} has schema version {version}; this trio_mud knows {SCHEMA_VERSION}"
+        )

@@ -104,10 +104,12 @@
     if (passwordMode) {
       showText("(password sent)", "echo");
     } else {
-      // Never echo a password typed on the "connect"/"create" line.
+      // Never echo a password typed on the "connect"/"create" line, and
+      // never keep it in the up-arrow history: only "connect name " is kept.
       const login = /^(\s*(?:connect|conn|con|co|create|cre|cr)\s+\S+\s+)\S.*$/i.exec(text);
       showText("> " + (login ? login[1] + "********" : text), "echo");
-      if (text && history[history.length - 1] !== text) history.push(text);
+      const kept = login ? login[1] : text;
+      if (kept && history[history.length - 1] !== kept) history.push(kept);
     }
     historyAt = history.length;
     input.value = "";
