@@ -123,6 +123,12 @@ def test_a_browser_plays_and_player_markup_stays_text(mud: dict[str, int]) -> No
             page.press("#command", "Enter")  # but the echo must not show the password
             expect(output).to_contain_text("> connect Alice ********")
             assert "correct horse" not in (output.text_content() or "")
+            # Nor does the up-arrow history give the password back.
+            page.press("#command", "ArrowUp")
+            expect(page.locator("#command")).to_have_value("connect Alice ")
+            page.press("#command", "ArrowUp")
+            expect(page.locator("#command")).to_have_value("say hello from the browser")
+            page.fill("#command", "")
 
             # A second player, on telnet, says something full of markup.
             mallory = socket.create_connection(("127.0.0.1", mud["telnet"]))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ import trio
 from trio_mud.game import Store
 from trio_mud.settings import parse_setting
 
-from .helpers import WAIT, Client
+from .helpers import WAIT, Client, MudClient
 
 LISTENING = re.compile(rb"telnet listening on 127\.0\.0\.1 port (\d+)")
 
@@ -89,6 +93,142 @@ def test_make_admin(tmp_path: Path) -> None:
     assert trio.run(check) is False
 
 
+def trio_mud(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_mud", "--no-web", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_clear_line(result: subprocess.CompletedProcess[str], status: int, *needles: str) -> str:
+    """The run failed with ``status`` and a single stderr line holding every needle."""
+    assert result.returncode == status, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no traceback, no noise
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+def test_a_port_in_use_is_one_line_naming_the_option(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = trio_mud("--telnet-port", str(port), "--data-dir", str(tmp_path))
+    one_clear_line(result, 1, f"port {port}", "in use", "--telnet-port")
+
+
+def test_an_address_that_is_not_ours_is_one_line(tmp_path: Path) -> None:
+    result = trio_mud("--interface", "192.0.2.1", "--telnet-port", "0", "--data-dir", str(tmp_path))
+    one_clear_line(result, 1, "192.0.2.1", "not an address of this machine", "--interface")
+
+
+def test_a_data_dir_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x")
+    one_clear_line(trio_mud("--data-dir", str(a_file)), 2, "not a directory", "--data-dir")
+    under_a_file = a_file / "data"
+    one_clear_line(trio_mud("--data-dir", str(under_a_file)), 2, str(under_a_file), "--data-dir")
+
+
+def test_a_damaged_database_is_found_at_start(tmp_path: Path) -> None:
+    (tmp_path / "trio_mud.sqlite3").write_bytes(b"this is not a database, it is a mistake" * 100)
+    result = trio_mud("--data-dir", str(tmp_path))
+    one_clear_line(result, 2, "damaged or not a database", "backup")
+    # A real database with damaged pages is caught too (PRAGMA quick_check).
+    database = tmp_path / "trio_mud.sqlite3"
+    database.unlink()
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE t (x)")
+        db.executemany("INSERT INTO t VALUES (?)", [("y" * 500,)] * 200)
+        db.execute("CREATE INDEX t_x ON t(x)")
+    db.close()
+    data = bytearray(database.read_bytes())
+    data[4096 * 3 : 4096 * 3 + 200] = b"\xaa" * 200  # scribble over a page
+    database.write_bytes(bytes(data))
+    one_clear_line(trio_mud("--data-dir", str(tmp_path)), 2, str(database), "damaged")
+
+
+@pytest.mark.parametrize(
+    ("world", "needle"),
+    [
+        ([], '"rooms" and "start"'),
+        ({"rooms": [], "start": "a"}, '"rooms" must be a list'),
+        ({"rooms": [{"key": "a", "num": "one", "name": "A", "desc": ""}], "start": "a"},
+         'rooms[0] (\'a\'): "num" must be a whole number'),
+        ({"rooms": [{"key": "a", "num": 1, "name": "A"}], "start": "a"}, '"desc" must be'),
+        ({"rooms": [{"key": "a", "num": 1, "name": "A", "desc": "", "exits": ["north"]}],
+          "start": "a"}, '"exits" must map'),
+        ({"rooms": [{"key": "a", "num": 1, "name": "A", "desc": ""},
+                    {"key": "a", "num": 2, "name": "B", "desc": ""}], "start": "a"},
+         "the room key 'a' is used twice"),
+        ({"rooms": [{"key": "a", "num": 1, "name": "A", "desc": ""}], "start": "b"},
+         "start room 'b' does not exist"),
+    ],
+)  # fmt: skip
+def test_a_wrong_world_file_is_one_line_saying_where(
+    tmp_path: Path, world: Any, needle: str
+) -> None:
+    path = tmp_path / "world.json"
+    path.write_text(json.dumps(world))
+    one_clear_line(trio_mud("--world", str(path), "--data-dir", str(tmp_path)), 2, needle)
+
+
+def test_duplicate_keys_in_a_world_file_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "world.json"
+    path.write_text(
+        '{"start": "a", "rooms": [{"key": "a", "num": 1, "name": "A", "desc": "", "num": 2}]}'
+    )
+    result = trio_mud("--world", str(path), "--data-dir", str(tmp_path))
+    one_clear_line(result, 2, "'num' appears twice")
+
+
+def test_structured_settings_are_parsed_or_refused_at_start(tmp_path: Path) -> None:
+    assert parse_setting("mssp_extra", '{"GENRE": "Fantasy", "STATUS": "Live"}') == (
+        "mssp_extra",
+        (("GENRE", "Fantasy"), ("STATUS", "Live")),
+    )
+    assert parse_setting("mssp_extra", '[["GENRE", "Fantasy"]]')[1] == (("GENRE", "Fantasy"),)
+    for bad in ("GENRE=Fantasy", "[1, 2]", '{"a": 1'):
+        result = trio_mud("--data-dir", str(tmp_path), "--set", f"mssp_extra={bad}")
+        one_clear_line(result, 2, "mssp_extra", "takes JSON")
+
+
+async def test_mssp_extra_from_the_command_line_reaches_crawlers(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await CliServer.start(
+            nursery, tmp_path, extra=["--set", 'mssp_extra={"GENRE": "Fantasy"}']
+        )
+        crawler = await Client.connect(await server.telnet_port())
+        await crawler.welcome()
+        reply = await crawler.command("MSSP-REQUEST", "MSSP-REPLY-END")
+        assert "GENRE\tFantasy" in reply
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.exit_status() == 0
+
+
+async def test_log_level_reaches_the_server_process(tmp_path: Path) -> None:
+    secret = "p4ssw0rd-of-Ann"
+    async with trio.open_nursery() as nursery:
+        server = await CliServer.start(nursery, tmp_path, level="DEBUG")
+        port = await server.telnet_port()
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        mud = MudClient(stream)
+        await mud.welcome()
+        await mud.flush()
+        await mud.command(f"create Ann {secret}", "Exits:")
+        await mud.send_gmcp("Some.Unknown.Package", {"x": 1})
+        await mud.stream.send_all(f"quit\r\nconnect Ann {secret}\r\n".encode())
+        await mud.read_until_closed()
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.exit_status() == 0
+    assert re.search(rb"\[server \d+\] DEBUG trio_mud\.handler: ", server.log), server.log
+    assert secret.encode() not in server.log
+
+
 class CliServer:
     """``python -m trio_mud`` in a child process, its stderr log collected."""
 
@@ -97,9 +237,17 @@ class CliServer:
         self.log = b""
 
     @classmethod
-    async def start(cls, nursery: trio.Nursery, data_dir: Path, **popen: Any) -> CliServer:
+    async def start(
+        cls,
+        nursery: trio.Nursery,
+        data_dir: Path,
+        *,
+        level: str = "INFO",
+        extra: Sequence[str] = (),
+        **popen: Any,
+    ) -> CliServer:
         command = [sys.executable, "-m", "trio_mud", "--no-web", "--telnet-port", "0",
-                   "--data-dir", str(data_dir), "--log-level", "INFO"]  # fmt: skip
+                   "--data-dir", str(data_dir), "--log-level", level, *extra]  # fmt: skip
         process: trio.Process = await nursery.start(
             partial(trio.run_process, command, stderr=subprocess.PIPE, check=False, **popen)
         )

@@ -331,6 +331,46 @@ def test_prompt_ends_with_ga_and_password_prompt_hides_input() -> None:
     assert peer.collect() == b""
 
 
+@pytest.mark.parametrize("answers_wont", [False, True])
+def test_every_password_prompt_asks_for_echo_off_again(answers_wont: bool) -> None:
+    """TinTin++ answers WILL ECHO but never WONT ECHO: the next prompt must still hide."""
+    peer = Peer()
+    peer.feed(REFUSE_ALL)
+    peer.collect()
+    for attempt in range(3):
+        peer.proto.send_prompt("Password: ", password=True)
+        assert peer.collect() == b"Password: " + iac(IAC, WILL, Opt.ECHO, IAC, GA), attempt
+        peer.feed(iac(IAC, DO, Opt.ECHO))
+        peer.feed(b"wrong\r\n")
+        assert peer.collect() == iac(IAC, WONT, Opt.ECHO) + b"\r\n"
+        if answers_wont:  # an RFC-minded client agrees; that is answered by nothing
+            peer.feed(iac(IAC, DONT, Opt.ECHO))
+            assert peer.collect() == b""
+
+
+def test_a_late_dont_echo_does_not_undo_the_next_password_prompt() -> None:
+    peer = Peer()
+    peer.feed(REFUSE_ALL)
+    peer.collect()
+    peer.proto.send_prompt("Password: ", password=True)
+    peer.feed(iac(IAC, DO, Opt.ECHO))
+    peer.feed(b"wrong\r\n")
+    peer.proto.send_prompt("Password: ", password=True)  # before the client's DONT came
+    assert iac(IAC, WILL, Opt.ECHO) in peer.collect()
+    peer.feed(iac(IAC, DONT, Opt.ECHO))  # the late agreement to the first WONT
+    peer.feed(iac(IAC, DO, Opt.ECHO))  # the answer to the second WILL
+    assert peer.proto.telnet.local_enabled(Opt.ECHO)
+    assert peer.collect() == b""  # no WONT: the password stays hidden
+
+
+def test_bsd_telnet_is_asked_for_binary_input_and_sends_utf8_whole() -> None:
+    peer = Peer()
+    assert iac(IAC, DO, Opt.BINARY) in bytes(peer.sent)
+    peer.feed(iac(IAC, WILL, Opt.BINARY))
+    assert peer.proto.telnet.remote_enabled(Opt.BINARY)
+    assert TextLine("say café ✓".encode()) in peer.feed("say café ✓\n".encode())
+
+
 def test_unasked_do_echo_is_refused() -> None:
     peer = Peer()
     peer.feed(iac(IAC, DO, Opt.ECHO, IAC, DO, Opt.LINEMODE))
