@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import sqlite3
@@ -305,3 +306,25 @@ async def test_ctrl_c_reaches_the_whole_process_group_and_all_exit_cleanly(
         assert await server.exit_status() == 0
     assert b"Traceback" not in server.log and b"KeyboardInterrupt" not in server.log
     assert re.search(rb"server process \d+ exited \(0\)", server.log)
+
+
+def _file_limit_200() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+
+async def test_max_connections_follows_the_open_file_limit(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await CliServer.start(nursery, tmp_path, preexec_fn=_file_limit_200)
+        await server.telnet_port()
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.exit_status() == 0
+    assert b"max_connections: 136 (the open-file limit 200, less 64)" in server.log
+    async with trio.open_nursery() as nursery:
+        server = await CliServer.start(
+            nursery, tmp_path, extra=["--max-connections", "5000"], preexec_fn=_file_limit_200
+        )
+        await server.telnet_port()
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.exit_status() == 0
+    assert b"max_connections 5000 needs 5064 open files" in server.log
+    assert b"serving at most 136" in server.log

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 import trio
 
 from . import __version__
@@ -84,8 +85,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-connections",
         type=int,
-        default=defaults.max_connections,
-        help=f"connections open at once (default {defaults.max_connections})",
+        default=None,
+        help="connections open at once (default: what the open-file limit allows, "
+        "less a reserve; see the log line at start)",
     )
     parser.add_argument(
         "--embedded",
@@ -149,11 +151,50 @@ async def set_admin(settings: Settings, name: str, admin: bool) -> int:
     return 0
 
 
-def _raise_file_limit() -> None:
-    """Every connection is a file descriptor: allow as many as the system does."""
+#: File descriptors kept back from connections: listeners, the database and
+#: its WAL, the server process's pipes, logs.
+FD_RESERVE = 64
+
+
+def _raise_file_limit() -> int:
+    """Every connection is a file descriptor: allow as many as the system does.
+
+    Returns the soft limit now in force.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # keep what we have; the check below says what it allows
+    return soft
+
+
+def fit_connections(settings: Settings, explicit: bool, file_limit: int) -> Settings:
+    """``max_connections`` that the open-file limit can serve, said in the log.
+
+    Unset, it is the limit less :data:`FD_RESERVE`; set higher than the limit
+    allows, it is lowered to that, with a warning naming both numbers.
+    """
+    log = logging.getLogger("trio_mud")
+    room = max(1, file_limit - FD_RESERVE)
+    if not explicit:
+        log.info(
+            "max_connections: %d (the open-file limit %d, less %d)", room, file_limit, FD_RESERVE
+        )
+        return attrs.evolve(settings, max_connections=room)
+    if settings.max_connections > room:
+        log.warning(
+            "max_connections %d needs %d open files, but this process may open %d: "
+            "serving at most %d (raise the limit with ulimit -n, or LimitNOFILE= in systemd)",
+            settings.max_connections,
+            settings.max_connections + FD_RESERVE,
+            file_limit,
+            room,
+        )
+        return attrs.evolve(settings, max_connections=room)
+    return settings
 
 
 def check_data_dir(path: Path) -> str | None:
@@ -210,7 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "telnet_ports": ports,
                 "data_dir": args.data_dir,
                 "idle_timeout": args.idle_timeout,
-                "max_connections": args.max_connections,
+                **(
+                    {}
+                    if args.max_connections is None
+                    else {"max_connections": args.max_connections}
+                ),
                 "world_file": args.world,
                 "websocket_port": None if args.no_web else args.websocket_port,
                 "web_port": None if args.no_web else args.web_port,
@@ -246,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trio.run(
             set_admin, settings, args.make_admin or args.revoke_admin, bool(args.make_admin)
         )
-    _raise_file_limit()
+    explicit = args.max_connections is not None or "max_connections" in overrides
+    settings = fit_connections(settings, explicit, _raise_file_limit())
     server = Server(settings, mode="embedded" if args.embedded else "process")
     status = 0
     try:
