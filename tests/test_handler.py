@@ -21,7 +21,16 @@ from trio_mud import (
     Settings,
 )
 from trio_mud.handler import ERROR_MESSAGE
-from trio_mud.messages import Done, FromHandler, Loaded, Pause, Paused, Resume, ToHandler
+from trio_mud.messages import (
+    Broadcast,
+    Done,
+    FromHandler,
+    Loaded,
+    Pause,
+    Paused,
+    Resume,
+    ToHandler,
+)
 
 
 class ChannelPortal:
@@ -266,3 +275,25 @@ async def test_pause_waits_for_running_input_then_saves(nursery: trio.Nursery) -
     await portal.send.send(DataIn(1, "text", ("after",), {}, txid=4))
     await trio.testing.wait_all_tasks_blocked()
     assert [m.txid for m in portal.out if isinstance(m, Done)][-1] == 4
+
+
+async def test_broadcast_is_one_message_for_many_sessions(nursery: trio.Nursery) -> None:
+    def text(session: ServerSession, line: str) -> None:
+        assert session.handler is not None
+        everyone = list(session.handler.sessions.values())
+        session.handler.broadcast(everyone, f"|r{line}", **{"Room.Info": ((), {"num": 1})})
+
+    handler, portal, _ = await start(nursery, {"text": text})
+    for sessid in (1, 2, 3, 4):
+        await portal.send.send(connect(sessid))
+    await portal.send.send(Disconnect(3, "gone"))
+    await portal.send.send(DataIn(1, "text", ("hello",), {}, txid=7))
+    await trio.testing.wait_all_tasks_blocked()
+    sent = [m for m in portal.out if isinstance(m, Broadcast)]
+    assert sent == [
+        Broadcast((1, 2, 4), "Room.Info", (), {"num": 1}, txid=7),  # 3 has gone: left out
+        Broadcast((1, 2, 4), "text", ("|rhello",), {}, txid=7),
+    ]
+    assert not [m for m in portal.out if isinstance(m, DataOut) and "hello" in str(m.args)]
+    handler.broadcast([], text="to nobody")  # nothing at all
+    assert len([m for m in portal.out if isinstance(m, Broadcast)]) == 2

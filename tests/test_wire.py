@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from trio_mud import Session
 from trio_mud.messages import (
+    Broadcast,
     Connect,
     DataIn,
     DataOut,
@@ -27,7 +28,7 @@ from trio_mud.messages import (
     Snapshot,
 )
 from trio_mud.serverproc import settings_from_json, settings_to_json
-from trio_mud.wire import FrameReader, Undecodable, WireError, decode_body, encode
+from trio_mud.wire import FrameReader, Undecodable, WireError, decode_body, encode, encode_many
 
 from .helpers import make_settings
 
@@ -43,6 +44,8 @@ MESSAGES = [
     Disconnect(7, "bye", txid=4),
     SessionUpdate(7, {"protocol_flags": {"SCREENHEIGHT": {0: 40}}}, txid=5),
     Done(5, 7, {"cmd_total": 3, "cmd_last": 1.5}),
+    Broadcast((7, 8, 9), "text", ("Ann says, |r'hi'|n",), {}, txid=6),
+    Broadcast((7,), "msdp", (), {"ROOM": {"VNUM": 1}, "LIST": [1, [2]]}),
     Pause(),
     Paused(),
     Resume(),
@@ -109,3 +112,19 @@ def test_arbitrary_bytes_never_raise_anything_else(data: bytes) -> None:
 def test_settings_travel_to_the_server_process(tmp_path: object) -> None:
     settings = make_settings(tmp_path, telnet_ports=(4000, 4001))  # type: ignore[arg-type]
     assert settings_from_json(settings_to_json(settings)) == settings
+
+
+def test_a_broadcast_is_one_frame_however_many_recipients() -> None:
+    message = Broadcast(tuple(range(1, 1001)), "text", ('Ann says, "hi"',), {}, txid=9)
+    frame = encode(message)
+    assert len(frame) < 6000  # the text once, and the sessids
+    reader = FrameReader()
+    assert reader.feed(frame) == [message]
+    gmcp = Broadcast((1, 2), "Room.Info", (), {"exits": {"n": 2}, "__items__": 1}, txid=3)
+    assert FrameReader().feed(encode(gmcp)) == [gmcp]
+
+
+def test_many_messages_are_one_write() -> None:
+    data, failed = encode_many(MESSAGES)
+    assert failed == []
+    assert FrameReader().feed(data) == MESSAGES

@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ import trio
 from attrs import define, field, frozen
 
 from .messages import (
+    Broadcast,
     Connect,
     DataIn,
     DataOut,
@@ -235,6 +236,26 @@ class Handler:
         """Wait until no session has input running or waiting."""
         while any(s._busy or s._pending for s in self.sessions.values()):
             await self._idle.park()
+
+    def broadcast(
+        self, sessions: Iterable[ServerSession], text: str | None = None, **kwargs: Any
+    ) -> None:
+        """Send the same output to many sessions at once (a room's ``say``).
+
+        Takes what :meth:`ServerSession.msg` takes. It travels as one message
+        however many recipients it has, and the portal renders it once per
+        kind of client; each recipient gets it in order with its other
+        output, exactly once across reloads and crashes like any output.
+        Sessions that have ended are left out. Never blocks.
+        """
+        sessids = tuple(session.sessid for session in sessions if session.handler is self)
+        if not sessids:
+            return
+        if text is not None:
+            kwargs["text"] = text
+        txid = _TXID.get()
+        for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
+            self.send_nowait(Broadcast(sessids, cmdname, args, cmd_kwargs, txid))
 
     def request_reload(self, session: ServerSession | None = None) -> None:
         """Ask the portal for a reload (the game's ``reload`` command)."""

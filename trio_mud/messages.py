@@ -7,7 +7,7 @@ positional and keyword arguments, so ``text=(["look"], {})`` arrives as
 
 Portal -> handler: :class:`Connect`, :class:`DataIn`, :class:`Disconnect`,
 :class:`SessionUpdate`, and the controls :class:`Pause` and :class:`Resume`.
-Handler -> portal: :class:`DataOut`, :class:`Disconnect`,
+Handler -> portal: :class:`DataOut`, :class:`Broadcast`, :class:`Disconnect`,
 :class:`SessionUpdate`, and the controls :class:`Done`, :class:`Paused`,
 :class:`Loaded` and :class:`ReloadRequest`.
 
@@ -21,6 +21,7 @@ said twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from attrs import field, frozen
@@ -34,6 +35,10 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, list):
         return tuple(value)
     return (value,)
+
+
+def _int_tuple(value: Iterable[int]) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else tuple(value)
 
 
 @frozen
@@ -68,6 +73,26 @@ class DataOut:
     args: tuple[Any, ...] = field(default=(), converter=_as_tuple)
     kwargs: dict[str, Any] = field(factory=dict)
     txid: int = 0
+
+
+@frozen
+class Broadcast:
+    """Output for many clients at once: the same ``cmdname(*args, **kwargs)``.
+
+    One message, however many recipients: it travels the handler's queues
+    and the portal-server link once, and the portal renders it once per
+    distinct way of showing it (colour level, screen reader, encoding,
+    protocol), then queues the bytes to each connection. A recipient that
+    has gone is skipped; one that is too slow is disconnected alone.
+    """
+
+    sessids: tuple[int, ...] = field(converter=_int_tuple)
+    cmdname: str
+    args: tuple[Any, ...] = field(default=(), converter=_as_tuple)
+    kwargs: dict[str, Any] = field(factory=dict)
+    txid: int = 0
+    #: What the portal rendered for each kind of client (never sent).
+    rendered: dict[Any, Any] = field(factory=dict, eq=False, repr=False, init=False)
 
 
 @frozen
@@ -144,15 +169,22 @@ class Snapshot:
     version: int = SNAPSHOT_VERSION
 
 
+#: The version of the portal-server link (:mod:`trio_mud.wire`).
+LINK_VERSION = 2
+
+
 @frozen
 class Hello:
-    """Server process -> portal, first thing: code imported, database open."""
+    """Server process -> portal, first thing: code imported, database open.
+
+    ``version`` is the link version the server process speaks.
+    """
 
     pid: int
-    version: int = SNAPSHOT_VERSION
+    version: int = LINK_VERSION
 
 
 PortalMessage = Connect | DataIn | Disconnect | SessionUpdate
-ServerMessage = DataOut | Disconnect | SessionUpdate
+ServerMessage = DataOut | Broadcast | Disconnect | SessionUpdate
 ToHandler = PortalMessage | Pause | Resume
 FromHandler = ServerMessage | Done | Paused | Loaded | ReloadRequest

@@ -468,6 +468,11 @@ class MudTelnet:
         """Text, with CR LF line ends and IAC doubled."""
         self._write(TelnetProtocol.encode_text(text, encoding))
 
+    def send_encoded(self, data: bytes) -> None:
+        """Text already encoded by :meth:`TelnetProtocol.encode_text` (shared
+        between clients that show it alike); compressed here if MCCP2 is on."""
+        self._write(data)
+
     def send_prompt(self, text: str, encoding: str = "utf-8", *, password: bool = False) -> None:
         """A prompt, ended by GA (or EOR) so that clients show it at once.
 

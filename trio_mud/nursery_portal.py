@@ -40,6 +40,7 @@ from . import markup
 from ._version import __version__
 from .admission import AdmittingListener, RateLimitedLog, open_listeners
 from .messages import (
+    Broadcast,
     Connect,
     DataIn,
     DataOut,
@@ -269,8 +270,6 @@ class _TokenBucket:
 #: Most output held back for one unfinished message; beyond it, output flows.
 _MAX_HELD = 10_000
 
-#: Most queued messages one socket write carries.
-_WRITE_BATCH = 64
 
 
 def _describe(exc: BaseException) -> str:
@@ -287,7 +286,41 @@ class _Flush:
 
 _FLUSH = _Flush()
 
-_Outgoing = DataOut | Disconnect | _Flush
+_Outgoing = DataOut | Broadcast | Disconnect | _Flush
+
+
+class _Outbox:
+    """A connection's bounded output queue: many senders, one reader (its writer).
+
+    Lighter than a memory channel: a list and a parking lot. The writer takes
+    everything queued at once, so a burst becomes one write.
+    """
+
+    __slots__ = ("_items", "_lot", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: list[_Outgoing] = []
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: _Outgoing) -> bool:
+        """Queue ``item``; False (nothing queued) when the queue is full."""
+        if len(self._items) >= self.limit:
+            return False
+        self._items.append(item)
+        if self._lot:
+            self._lot.unpark()
+        return True
+
+    async def get_all(self) -> list[_Outgoing]:
+        """Everything queued, waiting until there is something."""
+        while not self._items:
+            await self._lot.park()
+        items, self._items = self._items, []
+        return items
 
 
 class _Connection:
@@ -304,10 +337,10 @@ class _Connection:
         self.portal = portal
         self.settings = portal.settings
         self.session = session
-        self._outbox_send, self._outbox_recv = trio.open_memory_channel[_Outgoing](
-            self.settings.max_output_queue
-        )
+        self._outbox = _Outbox(self.settings.max_output_queue)
         self._cancel_scope = trio.CancelScope()
+        #: Its deadline is set while a write is under way (``write_timeout``).
+        self._write_scope = trio.CancelScope()
         self._closing = False
         self._settled = trio.Event()
         self._announced = False
@@ -341,27 +374,19 @@ class _Connection:
         """Queue a message for the writer; a full queue means the client is stuck."""
         if self._closing:
             return
-        try:
-            self._outbox_send.send_nowait(message)
-        except trio.WouldBlock:
+        if not self._outbox.put_nowait(message):
             self.portal._slow_client_disconnects += 1
             self.abort(
                 f"output queue full ({self.settings.max_output_queue} messages): "
                 "client is not reading"
             )
-        except trio.ClosedResourceError:
-            pass
 
     def close(self, reason: str) -> None:
         """Close after everything queued so far, with ``reason`` as the last words."""
         if self._closing:
             return
-        try:
-            self._outbox_send.send_nowait(Disconnect(self.session.sessid, reason))
-        except trio.WouldBlock:
+        if not self._outbox.put_nowait(Disconnect(self.session.sessid, reason)):
             self.abort(f"closing with a full output queue: {reason}")
-            return
-        except trio.ClosedResourceError:
             return
         self._closing = True
         if reason:
@@ -549,23 +574,24 @@ class TelnetConnection(_Connection):
         await self._handle_text(text)
 
     async def _writer(self) -> None:
-        keepalive = self.settings.telnet_keepalive or math.inf
+        with self._write_scope:
+            await self._write_loop()
+        if self._write_scope.cancelled_caught:
+            self.abort(f"one write took over {self.settings.write_timeout:g} s: client stalled")
+
+    async def _write_loop(self) -> None:
+        keepalive = self.settings.telnet_keepalive
         while True:
-            with trio.move_on_after(keepalive) as quiet:
-                try:
-                    batch = [await self._outbox_recv.receive()]
-                except trio.EndOfChannel:
-                    return
-            if quiet.cancelled_caught:
-                self.protocol.send_keepalive()
-                await self._write(self.protocol.data_to_send())
-                continue
-            # Whatever else is queued already goes out in the same write.
-            while len(batch) < _WRITE_BATCH:
-                try:
-                    batch.append(self._outbox_recv.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
+            if keepalive:
+                with trio.move_on_after(keepalive) as quiet:
+                    batch = await self._outbox.get_all()
+                if quiet.cancelled_caught:
+                    self.protocol.send_keepalive()
+                    await self._write(self.protocol.data_to_send())
+                    continue
+            else:
+                batch = await self._outbox.get_all()
+            # Everything queued goes out in one write.
             for message in batch:
                 if isinstance(message, Disconnect):
                     if message.reason:
@@ -573,29 +599,39 @@ class TelnetConnection(_Connection):
                     await self._write(self.protocol.data_to_send() + self.protocol.close())
                     self._cancel_scope.cancel()
                     return
-                if isinstance(message, DataOut):
+                if not isinstance(message, _Flush):
                     self._render(message)
             data = self.protocol.data_to_send()
             if data:
                 await self._write(data)
 
     async def _write(self, data: bytes) -> None:
-        with trio.move_on_after(self.settings.write_timeout) as scope:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self.close_reason = "client connection broke"
-                self._cancel_scope.cancel()
-        if scope.cancelled_caught:
-            self.abort(f"one write took over {self.settings.write_timeout:g} s: client stalled")
+        """Send ``data``; within ``write_timeout``, or the connection is dropped.
+
+        One cancel scope serves every write of the connection: its deadline
+        is set for the write and lifted after, which costs far less than a
+        new scope per write.
+        """
+        scope = self._write_scope
+        scope.deadline = trio.current_time() + self.settings.write_timeout
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.close_reason = "client connection broke"
+            self._cancel_scope.cancel()
+        finally:
+            scope.deadline = math.inf
 
     # -- output rendering --------------------------------------------------------------
 
-    def _render(self, message: DataOut) -> None:
+    def _render(self, message: DataOut | Broadcast) -> None:
         """Queue ``message`` in the protocol, in this client's form."""
         cmdname, args, kwargs = message.cmdname, message.args, message.kwargs
         if cmdname == "text":
-            self._render_text(str(args[0]) if args else "")
+            if type(message) is Broadcast:
+                self._render_shared_text(message)
+            else:
+                self._render_text(str(args[0]) if args else "")
         elif cmdname == "prompt":
             flags = self.session.protocol_flags
             self.protocol.send_prompt(
@@ -617,13 +653,33 @@ class TelnetConnection(_Connection):
                 self.protocol.send_msdp({cmdname.upper(): payload})
 
     def _render_text(self, text: str) -> None:
+        self.protocol.send_encoded(self._encode_text(text))
+
+    def _encode_text(self, text: str) -> bytes:
+        """``text`` rendered for this client, as the bytes telnet sends."""
         flags = self.session.protocol_flags
         rendered = markup.render(
             text, markup.level_for(flags), screenreader=bool(flags.get("SCREENREADER"))
         )
         if not rendered.endswith(("\n", "\r")):
             rendered += "\n"
-        self.protocol.send_text(rendered, flags.get("ENCODING", "utf-8"))
+        return TelnetProtocol.encode_text(rendered, flags.get("ENCODING", "utf-8"))
+
+    def _render_shared_text(self, message: Broadcast) -> None:
+        """Text for many clients: encoded once per kind of client, then reused."""
+        flags = self.session.protocol_flags
+        key = (
+            "telnet",
+            markup.level_for(flags),
+            bool(flags.get("SCREENREADER")),
+            flags.get("ENCODING", "utf-8"),
+        )
+        data = message.rendered.get(key)
+        if data is None:
+            data = message.rendered[key] = self._encode_text(
+                str(message.args[0]) if message.args else ""
+            )
+        self.protocol.send_encoded(data)
 
 
 async def _refuse_telnet(stream: trio.SocketStream, refusal: str) -> None:
@@ -700,7 +756,7 @@ class Portal:
         #: one of them in hand as well, it is dropped, never replayed again.
         self._suspects: dict[int, PortalMessage] = {}
         self._poisoned = 0
-        self._held: dict[int, list[DataOut]] = {}
+        self._held: dict[int, list[DataOut | Broadcast]] = {}
         self._ready: deque[_Connection] = deque()
         self._ready_ids: set[int] = set()
         self._wakeup = trio.lowlevel.ParkingLot()
@@ -827,7 +883,7 @@ class Portal:
             for held in self._held.pop(message.txid, ()):
                 self.send_nowait(held)
             self._progress.unpark_all()
-        elif isinstance(message, DataOut) and message.txid in self._inflight:
+        elif isinstance(message, DataOut | Broadcast) and message.txid in self._inflight:
             waiting = self._held.setdefault(message.txid, [])
             if len(waiting) < _MAX_HELD:
                 waiting.append(message)
@@ -843,8 +899,20 @@ class Portal:
         else:
             self.send_nowait(message)
 
-    def send_nowait(self, message: DataOut | Disconnect | SessionUpdate) -> None:
-        """Route a message to its connection at once. Never blocks."""
+    def send_nowait(self, message: DataOut | Broadcast | Disconnect | SessionUpdate) -> None:
+        """Route a message to its connection(s) at once. Never blocks.
+
+        A broadcast goes to every recipient still connected, each in order
+        with the rest of its output; one that is gone is skipped.
+        """
+        if type(message) is Broadcast:
+            connections = self._connections
+            for sessid in message.sessids:
+                target = connections.get(sessid)
+                if target is not None:
+                    target.send_nowait(message)
+            return
+        assert not isinstance(message, Broadcast)
         conn = self._connections.get(message.sessid)
         if conn is None:
             return  # that client left already
@@ -1038,10 +1106,8 @@ class Portal:
 
     def _notice(self, text: str) -> None:
         """Tell every connected player something (restart notices)."""
-        if not text:
-            return
-        for conn in self._connections.values():
-            conn.send_nowait(DataOut(conn.session.sessid, "text", (text,)))
+        if text and self._connections:
+            self.send_nowait(Broadcast(tuple(self._connections), "text", (text,)))
 
     # -- running -------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from .messages import (
 )
 from .nursery_portal import Portal, PortalLink, describe
 from .settings import Settings
-from .wire import FrameReader, LinkMessage, Undecodable, WireError, encode
+from .wire import LINK_VERSION, FrameReader, LinkMessage, Undecodable, encode, encode_many
 
 log = logging.getLogger("trio_mud.serverproc")
 
@@ -158,6 +158,11 @@ class ProcessStarter:
         if not isinstance(hello, Hello):
             await process.wait()  # let its last words reach the tail
             raise failure("the server process failed to start")
+        if hello.version != LINK_VERSION:
+            raise ServerStartError(
+                f"the new code speaks link version {hello.version}, this portal "
+                f"{LINK_VERSION}: restart the whole server to load it"
+            )
         link = await portal.attach()
         await stream.send_all(encode(Snapshot(tuple(link.snapshot))))
         started = False
@@ -193,16 +198,16 @@ def _last_error(lines: deque[str], status: int | None) -> str:
 
 
 async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
-    """The portal's messages for the handler, onto the socket.
+    """The portal's messages for the handler, onto the socket, many per write.
 
     A message that cannot be encoded is that session's error only: the
     portal hears it as done (nothing waits on it), the player is told.
     """
     try:
-        async for message in link.inbound:
-            try:
-                frame = encode(message)
-            except WireError as exc:
+        async for first in link.inbound:
+            batch = [first, *_drain(link.inbound)]
+            data, failed = encode_many(batch)
+            for message, exc in failed:
                 log.error("cannot send %s to the server: %s", describe(message), exc)
                 sessid = getattr(message, "sessid", 0)
                 txid = getattr(message, "txid", 0)
@@ -210,11 +215,26 @@ async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
                     link.send_nowait(DataOut(sessid, "text", (UNREADABLE_INPUT,), {}, txid))
                 if txid:
                     link.send_nowait(Done(txid, sessid))
-                continue
-            await stream.send_all(frame)
+            if data:
+                await stream.send_all(data)
         await stream.send_eof()  # retired: the child finishes and exits
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
+
+
+#: Most messages one write on the link carries.
+_LINK_BATCH = 512
+
+
+def _drain(channel: trio.MemoryReceiveChannel[Any]) -> list[Any]:
+    """What is queued in ``channel`` already (at most a batch), without waiting."""
+    items: list[Any] = []
+    while len(items) < _LINK_BATCH:
+        try:
+            items.append(channel.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return items
 
 
 async def _relay_stderr(process: trio.Process, tail: deque[str]) -> None:
@@ -310,13 +330,12 @@ class RemotePortal:
 
     async def _writer(self) -> None:
         try:
-            async for message in self._out_recv:
-                try:
-                    frame = encode(message)
-                except WireError as exc:
+            async for first in self._out_recv:
+                data, failed = encode_many([first, *_drain(self._out_recv)])
+                for message, exc in failed:
                     log.error("cannot send %s to the portal: %s", describe(message), exc)
-                    continue
-                await self.stream.send_all(frame)
+                if data:
+                    await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

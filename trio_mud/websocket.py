@@ -47,7 +47,7 @@ from trio_websocket import (
 
 from . import clientjson, markup
 from .admission import open_listeners
-from .messages import DataOut, Disconnect, SessionUpdate
+from .messages import Broadcast, DataOut, Disconnect, SessionUpdate
 from .mudtelnet import (
     gmcp_input,
     gmcp_package,
@@ -360,25 +360,38 @@ class WebSocketSession(_Connection):
 
     async def _writer(self) -> None:
         while True:
-            try:
-                message = await self._outbox_recv.receive()
-            except trio.EndOfChannel:
-                return
+            batch = await self._outbox.get_all()
             frames: list[str | bytes | None] = list(self._pending_frames)
             self._pending_frames.clear()
-            if message is _FLUSH:
-                pass
-            elif isinstance(message, Disconnect):
-                if message.reason:
-                    frames.append(
-                        self._encode(DataOut(self.session.sessid, "text", (message.reason,)))
-                    )
-                await self._send_all(frames)
-                self._cancel_scope.cancel()
-                return
-            elif isinstance(message, DataOut):
-                frames.append(self._encode(message))
+            for message in batch:
+                if isinstance(message, Disconnect):
+                    if message.reason:
+                        frames.append(
+                            self._encode(DataOut(self.session.sessid, "text", (message.reason,)))
+                        )
+                    await self._send_all(frames)
+                    self._cancel_scope.cancel()
+                    return
+                if type(message) is Broadcast:
+                    frames.append(self._encode_shared(message))
+                elif isinstance(message, DataOut):
+                    frames.append(self._encode(message))
             await self._send_all(frames)
+
+    def _encode_shared(self, message: Broadcast) -> str | bytes | None:
+        """A broadcast, encoded once per kind of client and reused."""
+        if message.cmdname != "text":
+            return self._encode(message)
+        flags = self.session.protocol_flags
+        key = (
+            self.subprotocol,
+            markup.level_for(flags),
+            bool(flags.get("SCREENREADER")),
+        )
+        if key not in message.rendered:
+            message.rendered[key] = self._encode(message)
+        frame: str | bytes | None = message.rendered[key]
+        return frame
 
     async def _send_all(self, frames: list[str | bytes | None]) -> None:
         for frame in frames:
@@ -397,7 +410,7 @@ class WebSocketSession(_Connection):
                 except ConnectionClosed:
                     await self._gone.wait()  # sent again once resumed
 
-    def _encode(self, message: DataOut) -> str | bytes | None:
+    def _encode(self, message: DataOut | Broadcast) -> str | bytes | None:
         cmdname, args, kwargs = message.cmdname, message.args, message.kwargs
         flags = self.session.protocol_flags
         if cmdname in ("text", "prompt"):

@@ -506,9 +506,17 @@ class Game(HandlerHooks):
         self.msdp.changed(session, *names)
 
     def _tell_room(self, room: Room, text: str, exclude: Character | None = None) -> None:
-        for other in self._occupants[room.key].values():
-            if other is not exclude and other.session is not None:
-                other.session.msg(text)
+        """Tell everyone in ``room`` (but ``exclude``): one broadcast, not a message each."""
+        sessions = [
+            other.session
+            for other in self._occupants[room.key].values()
+            if other is not exclude and other.session is not None
+        ]
+        if self.handler is not None:
+            self.handler.broadcast(sessions, text)
+        else:
+            for session in sessions:
+                session.msg(text)
 
     def characters_in(self, room: Room) -> list[Character]:
         return list(self._occupants[room.key].values())
