@@ -271,7 +271,6 @@ class _TokenBucket:
 _MAX_HELD = 10_000
 
 
-
 def _describe(exc: BaseException) -> str:
     """An exception as one line for an admin: its type and message."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
