@@ -108,6 +108,22 @@ _MSDP_COMMANDS = {
 OFFER_LOCAL = (Opt.EOR, Opt.CHARSET, Opt.GMCP, Opt.MSDP, Opt.MSSP, Opt.MCCP2, Opt.MCCP3)
 OFFER_REMOTE = (Opt.TTYPE, Opt.NAWS, Opt.NEW_ENVIRON)
 
+# The option policy, shared by every connection (not a copy each).
+_ACCEPT_LOCAL = frozenset(OFFER_LOCAL) | {Opt.SGA}
+_ACCEPT_LOCAL_NO_MCCP = _ACCEPT_LOCAL - {Opt.MCCP2, Opt.MCCP3}
+_ACCEPT_REMOTE = frozenset(OFFER_REMOTE) | {Opt.CHARSET, Opt.BINARY}
+#: The offers whose answers settle negotiation, as (option, ours). CHARSET is a
+#: bonus and crawlers use MSSP: never waited for (TinTin++ does not answer
+#: WILL MSSP at all).
+_AWAITED = (
+    *((option, False) for option in OFFER_REMOTE),
+    *((option, True) for option in OFFER_LOCAL if option not in (Opt.CHARSET, Opt.MSSP)),
+)
+_AWAITED_NO_MCCP = tuple(pair for pair in _AWAITED if pair[0] not in (Opt.MCCP2, Opt.MCCP3))
+
+# Subnegotiation answers still to come, as bits.
+_TTYPE_ANSWER, _NAWS_ANSWER, _ENVIRON_ANSWER = 1, 2, 4
+
 
 # -- events -----------------------------------------------------------------------------
 
@@ -375,28 +391,24 @@ class MudTelnet:
         max_json_depth: int = clientjson.DEFAULT_MAX_DEPTH,
         max_gmcp_supports: int = DEFAULT_MAX_GMCP_SUPPORTS,
     ) -> None:
-        local = set(OFFER_LOCAL) | {Opt.SGA}
-        if not mccp:
-            local -= {Opt.MCCP2, Opt.MCCP3}
+        local = _ACCEPT_LOCAL if mccp else _ACCEPT_LOCAL_NO_MCCP
         self.max_json_depth = max_json_depth
         self.max_gmcp_supports = max_gmcp_supports
         self.telnet = TelnetProtocol(
             local_options=local,
-            remote_options=set(OFFER_REMOTE) | {Opt.CHARSET, Opt.BINARY},
+            remote_options=_ACCEPT_REMOTE,
             max_partial_line=max_partial_line,
             max_subnegotiation=max_subnegotiation,
             max_inflated=max_inflated,
         )
-        self._offers_local = tuple(o for o in OFFER_LOCAL if o in local)
+        self._mccp = mccp
         self._compression_level = compression_level
         self._out = bytearray()
         self._compressor: zlib._Compress | None = None
         self._unflushed = False
         self._mtts = 0
-        #: Options we offered or asked for, as (option, ours), still unanswered.
-        self._awaited_options: set[tuple[int, bool]] = set()
-        #: Subnegotiation answers still to come ("ttype", "naws", "environ").
-        self._awaiting: set[str] = set()
+        #: Subnegotiation answers still to come (bits: _TTYPE_ANSWER, ...).
+        self._awaiting = 0
         self._settled_sent = False
         self._ttype_replies: list[str] = []
         self.gmcp_supports: dict[str, int] = {}
@@ -448,7 +460,6 @@ class MudTelnet:
         """Queue the opening offers (call once, right after connecting)."""
         for option in OFFER_REMOTE:
             self.telnet.request_remote(option, True)
-            self._awaited_options.add((option, False))
         # Clients derived from BSD telnet (GNU inetutils, netkit) that have not
         # agreed to send binary compare every typed byte, masked to 7 bits,
         # with their terminal's special characters: the 0x9C inside a UTF-8
@@ -456,12 +467,9 @@ class MudTelnet:
         # Asking for binary input stops that; MUD clients refuse or ignore it.
         # Never waited for.
         self.telnet.request_remote(Opt.BINARY, True)
-        for option in self._offers_local:
-            self.telnet.request_local(option, True)
-            # CHARSET is a bonus and crawlers use MSSP: never wait for them
-            # (TinTin++ does not answer WILL MSSP at all).
-            if option not in (Opt.CHARSET, Opt.MSSP):
-                self._awaited_options.add((option, True))
+        for option in OFFER_LOCAL:
+            if self._mccp or option not in (Opt.MCCP2, Opt.MCCP3):
+                self.telnet.request_local(option, True)
         self._pull_telnet()
 
     def send_text(self, text: str, encoding: str = "utf-8") -> None:
@@ -571,18 +579,14 @@ class MudTelnet:
         elif isinstance(event, Command):
             pass  # AYT is answered below us; the rest mean nothing here
 
-    def _answered(self, key: str) -> None:
-        self._awaiting.discard(key)
+    def _answered(self, bit: int) -> None:
+        self._awaiting &= ~bit
 
     def _check_settled(self, events: list[MudEvent]) -> None:
-        if self._settled_sent:
+        if self._settled_sent or self._awaiting:
             return
-        self._awaited_options = {
-            (option, local)
-            for option, local in self._awaited_options
-            if self.telnet.awaiting_answer(option, local=local)
-        }
-        if not self._awaiting and not self._awaited_options:
+        awaited = _AWAITED if self._mccp else _AWAITED_NO_MCCP
+        if not any(self.telnet.awaiting_answer(option, local=ours) for option, ours in awaited):
             self._settled_sent = True
             events.append(Settled())
 
@@ -618,12 +622,12 @@ class MudTelnet:
                 self._ttype_replies.clear()
                 self._ask_ttype()
             else:
-                self._answered("ttype")
+                self._answered(_TTYPE_ANSWER)
         elif option == Opt.NAWS:
             if on:
-                self._awaiting.add("naws")
+                self._awaiting |= _NAWS_ANSWER
             else:
-                self._answered("naws")
+                self._answered(_NAWS_ANSWER)
         elif option == Opt.NEW_ENVIRON:
             if on:
                 request = bytearray((ENV_SEND,))
@@ -631,13 +635,13 @@ class MudTelnet:
                     request.append(ENV_VAR)
                     request += name.encode("ascii")
                 self.telnet.send_subnegotiation(Opt.NEW_ENVIRON, bytes(request))
-                self._awaiting.add("environ")
+                self._awaiting |= _ENVIRON_ANSWER
             else:
-                self._answered("environ")
+                self._answered(_ENVIRON_ANSWER)
 
     def _ask_ttype(self) -> None:
         self.telnet.send_subnegotiation(Opt.TTYPE, bytes((TTYPE_SEND,)))
-        self._awaiting.add("ttype")
+        self._awaiting |= _TTYPE_ANSWER
 
     def _subnegotiation(
         self, event: Subnegotiation, events: list[MudEvent], flags: dict[str, Any]
@@ -646,7 +650,7 @@ class MudTelnet:
         if option == Opt.TTYPE and self.telnet.remote_enabled(Opt.TTYPE):
             self._ttype(payload, flags)
         elif option == Opt.NAWS and self.telnet.remote_enabled(Opt.NAWS):
-            self._answered("naws")
+            self._answered(_NAWS_ANSWER)
             if len(payload) == 4:
                 width = payload[0] << 8 | payload[1]
                 height = payload[2] << 8 | payload[3]
@@ -656,7 +660,7 @@ class MudTelnet:
                     flags["SCREENHEIGHT"] = {0: height}
         elif option == Opt.NEW_ENVIRON and self.telnet.remote_enabled(Opt.NEW_ENVIRON):
             if payload[:1] in (bytes((ENV_IS,)), bytes((ENV_INFO,))):
-                self._answered("environ")
+                self._answered(_ENVIRON_ANSWER)
                 self._environ(_parse_environ(payload[1:]), flags)
         elif option == Opt.CHARSET:
             self._charset(payload, flags)
@@ -689,7 +693,7 @@ class MudTelnet:
             flags["TERM"] = reply
             _apply_terminal(upper, flags)
         if reply == previous or round_ >= 3 or upper.startswith("MTTS "):
-            self._answered("ttype")
+            self._answered(_TTYPE_ANSWER)
         else:
             self._ask_ttype()
 

@@ -291,16 +291,17 @@ _Outgoing = DataOut | Broadcast | Disconnect | _Flush
 class _Outbox:
     """A connection's bounded output queue: many senders, one reader (its writer).
 
-    Lighter than a memory channel: a list and a parking lot. The writer takes
-    everything queued at once, so a burst becomes one write.
+    Lighter than a memory channel (a list, and the waiting writer task), as
+    every connection has one. The writer takes everything queued at once, so
+    a burst becomes one write.
     """
 
-    __slots__ = ("_items", "_lot", "limit")
+    __slots__ = ("_items", "_waiter", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._items: list[_Outgoing] = []
-        self._lot = trio.lowlevel.ParkingLot()
+        self._waiter: trio.lowlevel.Task | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -310,14 +311,24 @@ class _Outbox:
         if len(self._items) >= self.limit:
             return False
         self._items.append(item)
-        if self._lot:
-            self._lot.unpark()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
         return True
 
     async def get_all(self) -> list[_Outgoing]:
-        """Everything queued, waiting until there is something."""
-        while not self._items:
-            await self._lot.park()
+        """Everything queued, waiting until there is something (one reader only)."""
+        if not self._items:
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
         items, self._items = self._items, []
         return items
 
@@ -337,16 +348,20 @@ class _Connection:
         self.settings = portal.settings
         self.session = session
         self._outbox = _Outbox(self.settings.max_output_queue)
+        #: The connection's one cancel scope. While a write is under way its
+        #: deadline is ``write_timeout`` away: a stalled client is dropped.
         self._cancel_scope = trio.CancelScope()
-        #: Its deadline is set while a write is under way (``write_timeout``).
-        self._write_scope = trio.CancelScope()
+        self._stalled = False
+        #: When the client last sent anything (for ``idle_timeout``; the
+        #: portal's sweeper closes idle connections, no timer per read).
+        self.last_input = trio.current_time()
         self._closing = False
         self._settled = trio.Event()
         self._announced = False
         #: Input that arrived before negotiation settled.
         self._early: list[PortalMessage] = []
         #: Messages for the handler that wait for one (owned by the portal).
-        self.pending: deque[PortalMessage] = deque()
+        self.pending: list[PortalMessage] = []
         #: A handler has been sent this session's Connect ...
         self.introduced = False
         #: ... and has finished handling it.
@@ -390,6 +405,13 @@ class _Connection:
         self._closing = True
         if reason:
             self.close_reason = reason
+
+    def check_idle(self, now: float) -> None:
+        """Close the connection if the client has been silent for ``idle_timeout``."""
+        idle = self.settings.idle_timeout
+        if idle and not self._closing and now - self.last_input >= idle:
+            log.info("sessid %d: idle for %.0f s", self.session.sessid, now - self.last_input)
+            self.close("Idle timeout exceeded, disconnecting.")
 
     def abort(self, reason: str) -> None:
         """Drop the connection now, without writing anything more."""
@@ -514,19 +536,16 @@ class TelnetConnection(_Connection):
                 if not self._closing:
                     # The client hung up: nothing left to write.
                     nursery.cancel_scope.cancel()
+        if self._stalled:
+            self.abort(f"one write took over {self.settings.write_timeout:g} s: client stalled")
 
     async def _reader(self) -> None:
-        idle = self.settings.idle_timeout or math.inf
         while not self._closing:
-            with trio.move_on_after(idle) as idle_scope:
-                try:
-                    data = await self.stream.receive_some(self.settings.max_read_size)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-            if idle_scope.cancelled_caught:
-                log.info("sessid %d: idle for %.0f s", self.session.sessid, idle)
-                self.close("Idle timeout exceeded, disconnecting.")
-                return
+            try:
+                data = await self.stream.receive_some(self.settings.max_read_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            self.last_input = trio.current_time()
             if not data:
                 self.close_reason = "client closed the connection"
                 return
@@ -573,12 +592,6 @@ class TelnetConnection(_Connection):
         await self._handle_text(text)
 
     async def _writer(self) -> None:
-        with self._write_scope:
-            await self._write_loop()
-        if self._write_scope.cancelled_caught:
-            self.abort(f"one write took over {self.settings.write_timeout:g} s: client stalled")
-
-    async def _write_loop(self) -> None:
         keepalive = self.settings.telnet_keepalive
         while True:
             if keepalive:
@@ -600,24 +613,30 @@ class TelnetConnection(_Connection):
                     return
                 if not isinstance(message, _Flush):
                     self._render(message)
+            del batch  # nothing of it is kept while the writer waits
             data = self.protocol.data_to_send()
             if data:
                 await self._write(data)
+            del data
 
     async def _write(self, data: bytes) -> None:
         """Send ``data``; within ``write_timeout``, or the connection is dropped.
 
-        One cancel scope serves every write of the connection: its deadline
-        is set for the write and lifted after, which costs far less than a
-        new scope per write.
+        The connection's own cancel scope times the write: its deadline is set
+        for the write and lifted after, which costs far less than a new scope
+        per write (and a stalled client is dropped whole anyway).
         """
-        scope = self._write_scope
+        scope = self._cancel_scope
         scope.deadline = trio.current_time() + self.settings.write_timeout
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.close_reason = "client connection broke"
-            self._cancel_scope.cancel()
+            scope.cancel()
+        except trio.Cancelled:
+            if trio.current_time() >= scope.deadline:
+                self._stalled = True
+            raise
         finally:
             scope.deadline = math.inf
 
@@ -772,7 +791,7 @@ class Portal:
         gen = self._gen
         if self._live and gen is not None and not conn.pending:
             if not await self._send_to(gen, conn, message):
-                conn.pending.appendleft(message)
+                conn.pending.insert(0, message)
                 self._mark_ready(conn)
         else:
             self.queue_nowait(conn, message)
@@ -822,7 +841,7 @@ class Portal:
                 if not conn.pending:
                     continue
                 if await self._send_to(self._gen, conn, conn.pending[0]):
-                    conn.pending.popleft()
+                    del conn.pending[0]
                     conn.told_input_dropped = False
                 if conn.pending:
                     self._mark_ready(conn)
@@ -981,7 +1000,7 @@ class Portal:
             returned.setdefault(conn.session.sessid, (conn, []))[1].append(message)
         self._suspects = suspects
         for conn, messages in returned.values():
-            conn.pending.extendleft(reversed(messages))
+            conn.pending[0:0] = messages
             self._mark_ready(conn)
         self._inflight.clear()
         self._held.clear()
@@ -1184,6 +1203,8 @@ class Portal:
             async with trio.open_nursery() as system:
                 self._system = system
                 system.start_soon(self._pump)
+                if self.settings.idle_timeout:
+                    system.start_soon(self._sweep_idle)
                 if self.starter is not None:
                     await self.start_generation()
                 # Connections live in their own nursery, apart from the accept
@@ -1205,6 +1226,19 @@ class Portal:
                 await listener.aclose()
             if self._gen is not None:
                 self._gen.send.close()
+
+    async def _sweep_idle(self) -> None:
+        """Close connections whose clients have been silent for ``idle_timeout``.
+
+        One task looks at every connection now and then (a tenth of the
+        timeout, at most a minute), instead of a timer on every read.
+        """
+        interval = min(60.0, self.settings.idle_timeout / 10)
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            for conn in list(self._connections.values()):
+                conn.check_idle(now)
 
     async def _retire_handlers(self) -> None:
         """After the last connection: let the handler finish, then stop it."""

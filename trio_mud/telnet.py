@@ -138,17 +138,19 @@ class _Q(IntEnum):
     WANTYES = 3
 
 
-class _OptionState:
-    """One option's state on one side, with the Q method's queue bit."""
+#: An option's state on one side is packed in one small int (a connection
+#: keeps dozens of them): the Q state in bits 0-1, the Q method's queue bit
+#: ("opposite") in bit 2, and in bit 3 "we turned it off without waiting for
+#: the peer's agreement" (that agreement, if it comes, is ignored).
+_OPPOSITE = 4
+_UNACKED_OFF = 8
 
-    __slots__ = ("opposite", "state", "unacked_off")
+#: Key offset of our own (local) options in the one table of states.
+_LOCAL = 256
 
-    def __init__(self) -> None:
-        self.state = _Q.NO
-        self.opposite = False
-        #: We turned the option off without waiting for the peer's agreement;
-        #: the agreement, if it comes, is to be ignored.
-        self.unacked_off = False
+
+def _unpack(packed: int) -> tuple[_Q, bool, bool]:
+    return _Q(packed & 3), bool(packed & _OPPOSITE), bool(packed & _UNACKED_OFF)
 
 
 # The parser's states.
@@ -190,8 +192,9 @@ class TelnetProtocol:
         self.max_subnegotiation = max_subnegotiation
         self.max_inflated = max_inflated
         self._inflater: zlib._Decompress | None = None
-        self._us: dict[int, _OptionState] = {}
-        self._him: dict[int, _OptionState] = {}
+        #: Option states, packed (see _unpack); ours at option + _LOCAL. An
+        #: option at NO with nothing pending has no entry.
+        self._options: dict[int, int] = {}
         self._outgoing = bytearray()
         self._line = bytearray()
         self._sb = bytearray()
@@ -204,18 +207,16 @@ class TelnetProtocol:
 
     def awaiting_answer(self, option: int, *, local: bool) -> bool:
         """Whether we asked about ``option`` and the client has not answered yet."""
-        state = (self._us if local else self._him).get(option)
-        return state is not None and state.state in (_Q.WANTYES, _Q.WANTNO)
+        state = self._options.get(option + _LOCAL if local else option, 0) & 3
+        return state in (_Q.WANTYES, _Q.WANTNO)
 
     def local_enabled(self, option: int) -> bool:
         """Whether our side of ``option`` is on (we said WILL, they said DO)."""
-        state = self._us.get(option)
-        return state is not None and state.state is _Q.YES
+        return self._options.get(option + _LOCAL, 0) & 3 == _Q.YES
 
     def remote_enabled(self, option: int) -> bool:
         """Whether the client's side of ``option`` is on."""
-        state = self._him.get(option)
-        return state is not None and state.state is _Q.YES
+        return self._options.get(option, 0) & 3 == _Q.YES
 
     @property
     def partial_line(self) -> bytes:
@@ -242,17 +243,17 @@ class TelnetProtocol:
         taken as the agreement it is, and answered with nothing.
         """
         if not enable and not await_answer:
-            opt = self._us.setdefault(option, _OptionState())
-            if opt.state in (_Q.YES, _Q.WANTYES):
+            state, _, unacked = _unpack(self._options.get(option + _LOCAL, 0))
+            if state in (_Q.YES, _Q.WANTYES):
                 self._send_verb(WONT, option)
-                opt.unacked_off = True
-            opt.state, opt.opposite = _Q.NO, False
+                unacked = True
+            self._store(option + _LOCAL, _Q.NO, False, unacked)
             return
-        self._request(self._us, option, enable, WILL, WONT)
+        self._request(option + _LOCAL, option, enable, WILL, WONT)
 
     def request_remote(self, option: int, enable: bool) -> None:
         """Ask the client to turn its side of ``option`` on (DO) or off (DONT)."""
-        self._request(self._him, option, enable, DO, DONT)
+        self._request(option, option, enable, DO, DONT)
 
     def send_subnegotiation(self, option: int, payload: bytes) -> None:
         """Queue ``IAC SB option payload IAC SE``, doubling IAC in the payload."""
@@ -463,71 +464,78 @@ class TelnetProtocol:
 
     # -- RFC 1143 --------------------------------------------------------------------
 
+    def _store(self, key: int, state: _Q, opposite: bool, unacked: bool) -> None:
+        packed = state | (_OPPOSITE if opposite else 0) | (_UNACKED_OFF if unacked else 0)
+        if packed:
+            self._options[key] = packed
+        else:
+            self._options.pop(key, None)
+
     def _receive_negotiation(self, verb: int, option: int, events: list[Event]) -> None:
         if verb in (WILL, WONT):
-            table, local, accept = self._him, False, option in self.remote_options
+            key, local, accept = option, False, option in self.remote_options
             yes, no = DO, DONT
         else:
-            table, local, accept = self._us, True, option in self.local_options
+            key, local, accept = option + _LOCAL, True, option in self.local_options
             yes, no = WILL, WONT
-        opt = table.setdefault(option, _OptionState())
-        if verb == DONT and opt.unacked_off:
+        state, opposite, unacked = _unpack(self._options.get(key, 0))
+        if verb == DONT and unacked:
             # The agreement to a WONT we did not wait for: nothing to do, even
             # if we have asked for the option again since.
-            opt.unacked_off = False
+            self._store(key, state, opposite, False)
             return
-        before = opt.state
+        before = state
         if verb in (WILL, DO):  # the peer wants the option on
-            if opt.state is _Q.NO:
+            if state is _Q.NO:
                 if accept:
-                    opt.state = _Q.YES
+                    state = _Q.YES
                     self._send_verb(yes, option)
                 else:
                     self._send_verb(no, option)
-            elif opt.state is _Q.WANTNO:
+            elif state is _Q.WANTNO:
                 # An answer to our refusal that says "yes" is an error when
                 # nothing is queued; treat it as "no" (RFC 1143).
-                if opt.opposite:
-                    opt.state, opt.opposite = _Q.YES, False
+                if opposite:
+                    state, opposite = _Q.YES, False
                 else:
-                    opt.state = _Q.NO
-            elif opt.state is _Q.WANTYES:
-                if opt.opposite:
-                    opt.state, opt.opposite = _Q.WANTNO, False
+                    state = _Q.NO
+            elif state is _Q.WANTYES:
+                if opposite:
+                    state, opposite = _Q.WANTNO, False
                     self._send_verb(no, option)
                 else:
-                    opt.state = _Q.YES
+                    state = _Q.YES
         else:  # the peer wants the option off
-            if opt.state is _Q.YES:
-                opt.state = _Q.NO
+            if state is _Q.YES:
+                state = _Q.NO
                 self._send_verb(no, option)
-            elif opt.state is _Q.WANTNO:
-                if opt.opposite:
-                    opt.state, opt.opposite = _Q.WANTYES, False
+            elif state is _Q.WANTNO:
+                if opposite:
+                    state, opposite = _Q.WANTYES, False
                     self._send_verb(yes, option)
                 else:
-                    opt.state = _Q.NO
-            elif opt.state is _Q.WANTYES:
-                opt.state, opt.opposite = _Q.NO, False
-        if (before is _Q.YES) != (opt.state is _Q.YES):
-            events.append(OptionChange(option, local, opt.state is _Q.YES))
+                    state = _Q.NO
+            elif state is _Q.WANTYES:
+                state, opposite = _Q.NO, False
+        self._store(key, state, opposite, unacked)
+        if (before is _Q.YES) != (state is _Q.YES):
+            events.append(OptionChange(option, local, state is _Q.YES))
 
-    def _request(
-        self, table: dict[int, _OptionState], option: int, enable: bool, yes: int, no: int
-    ) -> None:
-        opt = table.setdefault(option, _OptionState())
+    def _request(self, key: int, option: int, enable: bool, yes: int, no: int) -> None:
+        state, opposite, unacked = _unpack(self._options.get(key, 0))
         want, wait_state, other_wait = (
             (_Q.YES, _Q.WANTYES, _Q.WANTNO) if enable else (_Q.NO, _Q.WANTNO, _Q.WANTYES)
         )
-        if opt.state is want:
+        if state is want:
             return
-        if opt.state is (_Q.NO if enable else _Q.YES):
-            opt.state = wait_state
+        if state is (_Q.NO if enable else _Q.YES):
+            state = wait_state
             self._send_verb(yes if enable else no, option)
-        elif opt.state is other_wait:
-            opt.opposite = True  # ask again once the pending answer arrives
+        elif state is other_wait:
+            opposite = True  # ask again once the pending answer arrives
         else:  # already waiting for this answer
-            opt.opposite = False
+            opposite = False
+        self._store(key, state, opposite, unacked)
 
     def _send_verb(self, verb: int, option: int) -> None:
         self._outgoing += bytes((IAC, verb, option))
