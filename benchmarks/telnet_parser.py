@@ -19,8 +19,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from trio_mud.mudtelnet import MudTelnet
-from trio_mud.telnet import DO, IAC, SB, SE, WILL, Opt, TelnetProtocol
+from trio_mud.protocols.mudtelnet import MudTelnet
+from trio_mud.protocols.telnet import DO, IAC, SB, SE, WILL, Opt, TelnetProtocol
 
 WORDS = [
     "look",

@@ -12,8 +12,8 @@ from typing import Any
 import trio
 
 from trio_mud import Server, Settings
-from trio_mud.mudtelnet import msdp_decode
-from trio_mud.telnet import (
+from trio_mud.protocols.mudtelnet import msdp_decode
+from trio_mud.protocols.telnet import (
     IAC,
     SB,
     SE,

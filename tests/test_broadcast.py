@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from trio_mud import Server
-from trio_mud.nursery_portal import TelnetConnection
 from trio_mud.serverproc import ProcessStarter
+from trio_mud.transports.telnet import TelnetConnection
 
 from .helpers import Client, MudClient, login, make_settings, mud_login, start_server
 from .test_reload import Progress

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from trio_mud import Server
-from trio_mud.nursery_portal import TelnetConnection
+from trio_mud.transports.telnet import TelnetConnection
 
 from .helpers import Client, login, make_settings, start_server
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_mud.mudtelnet import (
+from trio_mud.protocols.mudtelnet import (
     FlagsChanged,
     MSSPRequest,
     MudEvent,
@@ -23,7 +23,7 @@ from trio_mud.mudtelnet import (
     msdp_decode,
     msdp_encode,
 )
-from trio_mud.telnet import (
+from trio_mud.protocols.telnet import (
     DO,
     DONT,
     EOR,

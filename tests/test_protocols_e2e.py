@@ -7,7 +7,7 @@ from pathlib import Path
 import trio
 
 from trio_mud import Server
-from trio_mud.telnet import DO, GA, IAC, WILL, WONT, Opt
+from trio_mud.protocols.telnet import DO, GA, IAC, WILL, WONT, Opt
 
 from .helpers import (
     Client,

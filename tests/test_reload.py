@@ -320,10 +320,10 @@ def test_restart_backoff_grows_while_it_keeps_dying(tmp_path: Path) -> None:
     )
     portal = Portal(settings)
     # No generation has stayed up: each restart waits longer, up to the cap.
-    assert [portal._restart_delay() for _ in range(6)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0]
+    assert [portal.generations._restart_delay() for _ in range(6)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0]
 
     class Stable:
         started_at = -1e9  # up for ages
 
-    portal._gen = Stable()  # type: ignore[assignment]
-    assert portal._restart_delay() == 0.0  # a stable run starts the count afresh
+    portal.generations._gen = Stable()  # type: ignore[assignment]
+    assert portal.generations._restart_delay() == 0.0  # a stable run starts the count afresh

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_mud.telnet import (
+from trio_mud.protocols.telnet import (
     AYT,
     DO,
     DONT,

@@ -250,7 +250,7 @@ async def test_web_page_is_served(server: Server) -> None:
 async def test_a_failing_websocket_connection_ends_only_itself(
     server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from trio_mud.websocket import WebSocketSession
+    from trio_mud.transports.websocket import WebSocketSession
 
     original = WebSocketSession._frame_in
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 import trio
 from attrs import define, field, frozen
 
+from .generations import PortalLink
 from .messages import (
     Broadcast,
     Connect,
@@ -45,8 +46,10 @@ from .messages import (
     Resume,
     SessionUpdate,
     SyncData,
+    describe,
+    normalize,
 )
-from .nursery_portal import PortalLink, _normalize, describe
+from .oob import InputFunc as InputFunc
 from .oob import MsdpVariables, default_inputfuncs
 from .session import Session
 from .settings import Settings
@@ -62,8 +65,6 @@ class Attachable(Protocol):
 
     async def attach(self) -> PortalLink: ...
 
-
-InputFunc = Callable[..., Awaitable[None] | None]
 
 ERROR_MESSAGE = "Something went wrong running that command. It has been logged."
 
@@ -120,7 +121,7 @@ class ServerSession(Session):
         if self.handler is None:
             return
         txid = _TXID.get()
-        for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
+        for cmdname, (args, cmd_kwargs) in normalize(kwargs):
             self.handler.send_nowait(DataOut(self.sessid, cmdname, args, cmd_kwargs, txid))
 
     def msg(self, text: str | None = None, **kwargs: Any) -> None:
@@ -133,7 +134,7 @@ class ServerSession(Session):
         """Run input for this session, as if the client had sent it."""
         if self.handler is None:
             return
-        for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
+        for cmdname, (args, cmd_kwargs) in normalize(kwargs):
             self.handler._queue_input(self, cmdname, args, cmd_kwargs, 0)
 
     def disconnect(self, reason: str | None = None) -> None:
@@ -254,7 +255,7 @@ class Handler:
         if text is not None:
             kwargs["text"] = text
         txid = _TXID.get()
-        for cmdname, (args, cmd_kwargs) in _normalize(kwargs):
+        for cmdname, (args, cmd_kwargs) in normalize(kwargs):
             self.send_nowait(Broadcast(sessids, cmdname, args, cmd_kwargs, txid))
 
     def request_reload(self, session: ServerSession | None = None) -> None:

@@ -188,3 +188,38 @@ PortalMessage = Connect | DataIn | Disconnect | SessionUpdate
 ServerMessage = DataOut | Broadcast | Disconnect | SessionUpdate
 ToHandler = PortalMessage | Pause | Resume
 FromHandler = ServerMessage | Done | Paused | Loaded | ReloadRequest
+
+
+def describe(message: object) -> str:
+    """A message for the log: its kind, session and command, never its data.
+
+    Input can hold a password (typed at a prompt, or GMCP ``Char.Login``),
+    so no log line shows what a client sent, at any level.
+    """
+    kind = type(message).__name__
+    sessid = getattr(message, "sessid", None)
+    cmdname = getattr(message, "cmdname", None)
+    parts = [kind]
+    if sessid is not None:
+        parts.append(f"sessid={sessid}")
+    if cmdname is not None:
+        parts.append(f"cmdname={str(cmdname)[:64]!r}")
+    return " ".join(parts)
+
+
+def normalize(kwargs: dict[str, Any]) -> list[tuple[str, tuple[tuple[Any, ...], dict[str, Any]]]]:
+    """Evennia's loose ``cmdname=value`` forms, as ``(args, kwargs)`` pairs.
+
+    ``text="hi"``, ``text=["hi"]`` and ``text=(["hi"], {})`` all mean the same.
+    """
+    result = []
+    for cmdname, value in kwargs.items():
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+            args, cmd_kwargs = value
+            args = tuple(args) if isinstance(args, list | tuple) else (args,)
+        elif isinstance(value, list | tuple):
+            args, cmd_kwargs = tuple(value), {}
+        else:
+            args, cmd_kwargs = (value,), {}
+        result.append((cmdname, (args, dict(cmd_kwargs))))
+    return result

@@ -15,13 +15,25 @@ unasked to a client that has GMCP on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .handler import InputFunc, ServerSession
 
-Getter = Callable[["ServerSession"], Any]
+class OOBSession(Protocol):
+    """What these input functions use of a session (the handler's ServerSession)."""
+
+    protocol_flags: dict[str, Any]
+    server_data: dict[str, Any]
+
+    def sync(self) -> None: ...
+
+    def data_out(self, **kwargs: Any) -> None: ...
+
+
+#: An input function: ``func(session, *args, **kwargs)``, plain or async.
+InputFunc = Callable[..., Awaitable[None] | None]
+
+Getter = Callable[[Any], Any]
 
 MSDP_COMMANDS = ["LIST", "REPORT", "UNREPORT", "SEND", "RESET"]
 MSDP_LISTS = [
@@ -53,7 +65,7 @@ CLIENT_OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
-def client_options(session: ServerSession, *args: Any, **kwargs: Any) -> None:
+def client_options(session: OOBSession, *args: Any, **kwargs: Any) -> None:
     """Set protocol flags the client tells us about (Core.Hello, web client).
 
     Unknown or malformed options are ignored; the portal's copy of the
@@ -74,7 +86,7 @@ def client_options(session: ServerSession, *args: Any, **kwargs: Any) -> None:
         session.sync()
 
 
-def _ignore(session: ServerSession, *args: Any, **kwargs: Any) -> None:
+def _ignore(session: OOBSession, *args: Any, **kwargs: Any) -> None:
     """The portal already acted on this (GMCP Core.Supports.*)."""
 
 
@@ -107,15 +119,15 @@ class MsdpVariables:
         }
 
     @staticmethod
-    def reported(session: ServerSession) -> list[str]:
+    def reported(session: OOBSession) -> list[str]:
         value = session.server_data.get("msdp_reported")
         return list(value) if isinstance(value, list) else []
 
-    def _set_reported(self, session: ServerSession, names: list[str]) -> None:
+    def _set_reported(self, session: OOBSession, names: list[str]) -> None:
         session.server_data["msdp_reported"] = names
         session.sync()
 
-    def _values(self, session: ServerSession, names: list[str]) -> dict[str, Any]:
+    def _values(self, session: OOBSession, names: list[str]) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for name in names:
             getter = self.sendable.get(name)
@@ -123,7 +135,7 @@ class MsdpVariables:
                 values[name] = getter(session)
         return values
 
-    def changed(self, session: ServerSession, *names: str) -> None:
+    def changed(self, session: OOBSession, *names: str) -> None:
         """Send these variables' values if the session REPORTs them.
 
         Sent only to MSDP clients without GMCP: a GMCP client gets the same
@@ -139,7 +151,7 @@ class MsdpVariables:
 
     # -- MSDP commands ------------------------------------------------------------
 
-    def msdp_list(self, session: ServerSession, *names: str, **kwargs: Any) -> None:
+    def msdp_list(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
         lists = {
             "COMMANDS": MSDP_COMMANDS,
             "LISTS": MSDP_LISTS,
@@ -152,7 +164,7 @@ class MsdpVariables:
         if answer:
             session.data_out(msdp=((), answer))
 
-    def msdp_report(self, session: ServerSession, *names: str, **kwargs: Any) -> None:
+    def msdp_report(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
         wanted = [n.upper() for n in names if n.upper() in self.reportable]
         reported = self.reported(session)
         new = reported + [n for n in wanted if n not in reported]
@@ -163,19 +175,19 @@ class MsdpVariables:
         if values:
             session.data_out(msdp=((), values))
 
-    def msdp_unreport(self, session: ServerSession, *names: str, **kwargs: Any) -> None:
+    def msdp_unreport(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
         dropped = {n.upper() for n in names}
         reported = self.reported(session)
         kept = [n for n in reported if n not in dropped]
         if kept != reported:
             self._set_reported(session, kept)
 
-    def msdp_send(self, session: ServerSession, *names: str, **kwargs: Any) -> None:
+    def msdp_send(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
         values = self._values(session, [n.upper() for n in names])
         if values:
             session.data_out(msdp=((), values))
 
-    def msdp_reset(self, session: ServerSession, *names: str, **kwargs: Any) -> None:
+    def msdp_reset(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
         if any(n.upper() in ("REPORTABLE_VARIABLES", "REPORTED_VARIABLES") for n in names):
             self._set_reported(session, [])
 

@@ -13,67 +13,24 @@ A custom application that wants its own game builds a
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
 import trio
 
-from .game import Store, World, load_world
-from .handler import Handler, HandlerHooks
-from .nursery_portal import Portal, Starter, StatusTap
+from .generations import Starter
+from .handler import Handler
+from .nursery_portal import Portal
+from .runner import run_generation
+from .serverproc import ProcessStarter
 from .settings import Settings
-from .web import serve_web
-from .websocket import serve_websockets
+from .transports.web import serve_web
+from .transports.websocket import serve_websockets
 
 log = logging.getLogger("trio_mud.server")
 
 Mode = Literal["embedded", "process"]
-
-#: What ``settings.game`` names: ``factory(settings, world, store) -> game``.
-GameFactory = Callable[[Settings, World, Store], Any]
-
-
-def load_game_factory(path: str) -> GameFactory:
-    """Import ``module:attribute`` (the game's factory), fresh."""
-    module_name, _, attribute = path.partition(":")
-    module = importlib.import_module(module_name)
-    factory: GameFactory = getattr(module, attribute or "Game")
-    return factory
-
-
-async def run_generation(
-    settings: Settings,
-    portal: Any,
-    *,
-    on_live: Callable[[Handler, Any], None] | None = None,
-    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run one handler generation of the game in this Trio run.
-
-    Opens its own database connection, loads the world and the game (from
-    ``settings.game``), and runs a :class:`Handler` attached to ``portal``
-    until the portal retires it. Anything that fails before the handler has
-    taken over (a broken game module, say) raises, and the portal keeps the
-    generation it had.
-    """
-    # Imports and the world file are disk reads: off the event loop, which may
-    # be serving players (an embedded reload).
-    factory = await trio.to_thread.run_sync(load_game_factory, settings.game)
-    world = await trio.to_thread.run_sync(load_world, settings.world_file)
-    await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    async with Store.open(settings.database_path) as store:
-        game = factory(settings, world, store)
-        hooks: HandlerHooks = game
-        handler = Handler(settings, game.inputfuncs(), hooks=hooks)
-        game.attach_handler(handler)
-        async with trio.open_nursery() as background:
-            await background.start(game.run)
-            status = StatusTap(task_status, (lambda: on_live(handler, game)) if on_live else None)
-            await handler.run(portal, task_status=status)
-            background.cancel_scope.cancel()  # the game saves what is unsaved
 
 
 class Server:
@@ -90,8 +47,6 @@ class Server:
         self.mode = mode
         starter: Starter
         if mode == "process":
-            from .serverproc import ProcessStarter
-
             starter = ProcessStarter(settings)
         else:
             starter = partial(run_generation, settings, on_live=self._on_live)

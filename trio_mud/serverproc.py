@@ -31,6 +31,7 @@ from typing import Any
 import cattrs
 import trio
 
+from .generations import PortalLink
 from .messages import (
     Connect,
     DataIn,
@@ -43,8 +44,9 @@ from .messages import (
     Resume,
     Snapshot,
     ToHandler,
+    describe,
 )
-from .nursery_portal import Portal, PortalLink, describe
+from .runner import run_generation
 from .settings import Settings
 from .wire import LINK_VERSION, FrameReader, LinkMessage, Undecodable, encode, encode_many
 
@@ -85,7 +87,7 @@ class ProcessStarter:
         #: The pid of the newest server process (for operators and tests).
         self.pid: int | None = None
 
-    async def __call__(self, portal: Portal, *, task_status: trio.TaskStatus[Any]) -> None:
+    async def __call__(self, portal: Any, *, task_status: trio.TaskStatus[Any]) -> None:
         parent, child = socket.socketpair()
         try:
             process = await trio.lowlevel.open_process(
@@ -125,7 +127,7 @@ class ProcessStarter:
         self,
         process: trio.Process,
         stream: trio.SocketStream,
-        portal: Portal,
+        portal: Any,
         stderr_tail: deque[str],
         task_status: trio.TaskStatus[Any],
     ) -> None:
@@ -343,7 +345,6 @@ class RemotePortal:
 
 
 async def child_main(settings: Settings, fd: int) -> None:
-    from .server import run_generation
 
     sock = socket.socket(fileno=fd)
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))

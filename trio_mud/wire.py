@@ -47,6 +47,7 @@ import math
 import struct
 from typing import Any
 
+import attrs
 import cattrs
 import msgspec
 from attrs import frozen
@@ -118,22 +119,11 @@ class Undecodable:
 
 _converter = cattrs.Converter()
 configure_tagged_union(LinkMessage, _converter, tag_name="type")
-_converter.register_unstructure_hook(Broadcast, lambda b: _unstructure_broadcast(b))
 
 __all__ = ["LINK_VERSION", "FrameReader", "LinkMessage", "Undecodable", "WireError", "encode"]
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
-
-
-def _unstructure_broadcast(message: Broadcast) -> dict[str, Any]:
-    return {
-        "sessids": list(message.sessids),
-        "cmdname": message.cmdname,
-        "args": list(message.args),
-        "kwargs": message.kwargs,
-        "txid": message.txid,
-    }
 
 
 def _to_json(value: Any, depth: int = 0) -> Any:
@@ -221,7 +211,12 @@ def _body(message: LinkMessage) -> Any:
     if kind is Done:
         assert isinstance(message, Done)
         return ("D", message.txid, message.sessid, _to_json(message.sync_data))
-    return _to_json(_converter.unstructure(message, LinkMessage))
+    # The fields as they are (not cattrs' unstructuring, which would turn
+    # tuple keys into lists before the escaping below could keep them).
+    fields = {
+        field.name: getattr(message, field.name) for field in attrs.fields(kind) if field.init
+    }
+    return _to_json({"type": kind.__name__, **fields})
 
 
 def encode(message: LinkMessage) -> bytes:

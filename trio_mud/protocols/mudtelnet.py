@@ -172,7 +172,7 @@ def msdp_encode(variables: Mapping[str, Any]) -> bytes:
     out = bytearray()
     for name, value in variables.items():
         out.append(MSDP_VAR)
-        out += str(name).encode("utf-8")
+        out += str(name).encode("utf-8", errors="replace")
         out.append(MSDP_VAL)
         out += _msdp_value(value)
     return bytes(out)
@@ -181,7 +181,10 @@ def msdp_encode(variables: Mapping[str, Any]) -> bytes:
 def _msdp_value(value: Any) -> bytes:
     if isinstance(value, Mapping):
         inner = b"".join(
-            bytes((MSDP_VAR,)) + str(k).encode("utf-8") + bytes((MSDP_VAL,)) + _msdp_value(v)
+            bytes((MSDP_VAR,))
+            + str(k).encode("utf-8", errors="replace")
+            + bytes((MSDP_VAL,))
+            + _msdp_value(v)
             for k, v in value.items()
         )
         return bytes((MSDP_TABLE_OPEN,)) + inner + bytes((MSDP_TABLE_CLOSE,))
@@ -192,7 +195,7 @@ def _msdp_value(value: Any) -> bytes:
         return b"1" if value else b"0"
     if value is None:
         return b""
-    text = str(value).encode("utf-8")
+    text = str(value).encode("utf-8", errors="replace")
     # The six MSDP bytes (and NUL, IAC) cannot appear inside a value.
     return bytes(b for b in text if b > MSDP_ARRAY_CLOSE and b != IAC)
 
@@ -505,7 +508,8 @@ class MudTelnet:
         payload = (
             package if data is None else f"{package} {json.dumps(data, separators=(',', ':'))}"
         )
-        self.telnet.send_subnegotiation(Opt.GMCP, payload.encode("utf-8"))
+        # A name the game made up could hold a lone surrogate: never raise for it.
+        self.telnet.send_subnegotiation(Opt.GMCP, payload.encode("utf-8", errors="replace"))
         self._pull_telnet()
         return True
 
@@ -761,7 +765,9 @@ class MudTelnet:
         rest = rest.strip()
         data: Any = None
         if rest:
-            if clientjson.nesting(rest) > self.max_json_depth:
+            try:
+                data = clientjson.loads(rest, max_depth=self.max_json_depth)
+            except clientjson.ClientJSONTooDeep:
                 events.append(
                     BadInput(
                         f"Your client sent GMCP {package[:64]} with data nested deeper than "
@@ -769,9 +775,7 @@ class MudTelnet:
                     )
                 )
                 return
-            try:
-                data = clientjson.loads(rest, max_depth=self.max_json_depth)
-            except ValueError:
+            except clientjson.ClientJSONError:
                 data = rest  # not JSON: a bare word, say; passed on as text
         lowered = package.lower()
         before = dict(self.gmcp_supports)
@@ -811,7 +815,7 @@ class MudTelnet:
 
 
 def _mssp_clean(text: str) -> bytes:
-    data = str(text).encode("utf-8")
+    data = str(text).encode("utf-8", errors="replace")
     return bytes(b for b in data if b not in (0, MSSP_VAR, MSSP_VAL, IAC))
 
 

@@ -17,8 +17,8 @@ from importlib import resources
 import h11
 import trio
 
-from .admission import open_listeners
-from .nursery_portal import Portal
+from ..admission import open_listeners
+from .connection import ListenerHost
 
 log = logging.getLogger("trio_mud.web")
 
@@ -43,7 +43,7 @@ _SECURITY_HEADERS = [
 ]
 
 
-def _load(portal: Portal) -> dict[str, tuple[bytes, str]]:
+def _load(portal: ListenerHost) -> dict[str, tuple[bytes, str]]:
     files = resources.files("trio_mud.webclient")
     pages: dict[str, tuple[bytes, str]] = {}
     ports = [port for _, port in portal.websocket_addresses]
@@ -63,7 +63,7 @@ def _html(text: str) -> str:
 
 
 async def serve_web(
-    portal: Portal,
+    portal: ListenerHost,
     *,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -88,11 +88,11 @@ async def serve_web(
 
 
 async def _serve_one(
-    pages: dict[str, tuple[bytes, str]], portal: Portal, stream: trio.SocketStream
+    pages: dict[str, tuple[bytes, str]], portal: ListenerHost, stream: trio.SocketStream
 ) -> None:
     """One request, one response, then close. Errors end this connection only.
 
-    The socket was admitted at accept time (see :meth:`Portal.admitting`);
+    The socket was admitted at accept time (see :meth:`ListenerHost.admitting`);
     its place is given back here once it is closed.
     """
     settings = portal.settings

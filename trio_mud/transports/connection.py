@@ -1,0 +1,399 @@
+"""What every connection is, whatever its transport: the shared base.
+
+A :class:`Connection` owns one client's :class:`PortalSession`, a bounded
+output queue drained by a single writer, the command-rate bucket, and the
+checks every typed line passes (length, rate, control characters) before it
+goes to the handler. A transport (:mod:`.telnet`, :mod:`.websocket`)
+subclasses it with its reader and writer.
+
+A connection needs little of the portal: :class:`ConnectionHost` names it
+(the settings, the way to the handler, MSSP data, a rate-limited log), so
+transports never import the portal.
+
+Error handling:
+    Nothing a client sends raises out of a connection's checks; input that is
+    refused is answered with a message (:meth:`Connection.tell_bad_input`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import trio
+from attrs import define, field
+
+from .. import markup
+from ..messages import (
+    Broadcast,
+    Connect,
+    DataIn,
+    DataOut,
+    Disconnect,
+    PortalMessage,
+    normalize,
+)
+from ..session import Session
+from ..settings import Settings
+
+log = logging.getLogger("trio_mud.portal")
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs of the portal."""
+
+    settings: Settings
+
+    async def to_handler(self, conn: Connection, message: PortalMessage) -> None:
+        """Pass ``message`` on, waiting while the handler is busy."""
+        ...
+
+    def queue_nowait(self, conn: Connection, message: PortalMessage) -> None:
+        """Queue ``message`` for the handler; never blocks."""
+        ...
+
+    def mssp_variables(self) -> list[tuple[str, str]]:
+        """What MUD listings read (the plain-text ``MSSP-REQUEST`` answer)."""
+        ...
+
+    def log_limited(self, level: int, key: str, message: str, *args: object) -> None:
+        """Log a line that may recur often, at most once in a while per ``key``."""
+        ...
+
+    def count_slow_client(self) -> None:
+        """A client was disconnected for not reading its output."""
+        ...
+
+
+class ListenerHost(ConnectionHost, Protocol):
+    """What a transport with listeners of its own needs of the portal."""
+
+    websocket_tokens: dict[str, Any]
+    websocket_addresses: list[tuple[str, int]]
+    web_addresses: list[tuple[str, int]]
+
+    def admitting(self, listener: trio.SocketListener) -> trio.abc.Listener[trio.SocketStream]:
+        """``listener``, admitting each socket at accept time."""
+        ...
+
+    def release_socket(self) -> None:
+        """An admitted socket is closed."""
+        ...
+
+    def new_session(self, protocol_key: str, address: str) -> PortalSession:
+        """A session with a fresh sessid."""
+        ...
+
+    def start_connection(self, conn: Connection) -> None:
+        """Run ``conn`` among the portal's connections."""
+        ...
+
+
+@define(eq=False)
+class PortalSession(Session):
+    """The portal's copy of a session; it survives handler restarts."""
+
+    connection: Connection | None = field(default=None, kw_only=True, repr=False)
+
+    def data_out(self, **kwargs: Any) -> None:
+        """Queue ``cmdname=(args, kwargs)`` output for this client."""
+        if self.connection is None:
+            return
+        for cmdname, (args, cmd_kwargs) in normalize(kwargs):
+            self.connection.send_nowait(DataOut(self.sessid, cmdname, args, cmd_kwargs))
+
+    def data_in(self, **kwargs: Any) -> None:
+        """Pass input to the handler without waiting (it is queued).
+
+        The connection's reader uses the waiting path instead, so that a busy
+        handler slows that client down rather than dropping its input.
+        """
+        if self.connection is None:
+            return
+        for cmdname, (args, cmd_kwargs) in normalize(kwargs):
+            self.connection.portal.queue_nowait(
+                self.connection, DataIn(self.sessid, cmdname, args, cmd_kwargs)
+            )
+
+    def disconnect(self, reason: str | None = None) -> None:
+        if self.connection is not None:
+            self.connection.close(reason or "")
+
+
+#: Control characters a player may not send on to others: C0 (tab becomes a
+#: space), DEL and C1. ESC is among them, so no raw escape sequence passes.
+_INPUT_CONTROLS: dict[int, str | None] = {c: None for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_INPUT_CONTROLS[0x09] = " "
+
+
+def clean_input(text: str) -> str:
+    """Remove control characters from a line a player typed."""
+    return text.translate(_INPUT_CONTROLS)
+
+
+#: Command names only the server sends, or that only typed lines may carry:
+#: out-of-band input under one of these names is renamed, never run as typed.
+_RESERVED_CMDNAMES = frozenset({"text", "prompt", "default"})
+
+#: Events one read is handled in before the reader lets other tasks run.
+EVENTS_PER_CHECKPOINT = 64
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst
+
+
+class Flush:
+    """Tells the writer to send what the protocol has queued."""
+
+
+FLUSH = Flush()
+
+Outgoing = DataOut | Broadcast | Disconnect | Flush
+
+
+class Outbox:
+    """A connection's bounded output queue: many senders, one reader (its writer).
+
+    Lighter than a memory channel (a list, and the waiting writer task), as
+    every connection has one. The writer takes everything queued at once, so
+    a burst becomes one write.
+    """
+
+    __slots__ = ("_items", "_waiter", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: list[Outgoing] = []
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Outgoing) -> bool:
+        """Queue ``item``; False (nothing queued) when the queue is full."""
+        if len(self._items) >= self.limit:
+            return False
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+        return True
+
+    async def get_all(self) -> list[Outgoing]:
+        """Everything queued, waiting until there is something (one reader only)."""
+        if not self._items:
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        items, self._items = self._items, []
+        return items
+
+
+class Connection:
+    """One client connection, whatever its transport: session and queues.
+
+    Subclasses own the transport (telnet here, WebSocket in
+    :mod:`trio_mud.websocket`): they run a reader and a single writer that
+    drains the outbox.
+    """
+
+    protocol_key = "telnet"
+
+    def __init__(self, portal: ConnectionHost, session: PortalSession) -> None:
+        self.portal = portal
+        self.settings = portal.settings
+        self.session = session
+        self._outbox = Outbox(self.settings.max_output_queue)
+        #: The connection's one cancel scope. While a write is under way its
+        #: deadline is ``write_timeout`` away: a stalled client is dropped.
+        self._cancel_scope = trio.CancelScope()
+        self._stalled = False
+        #: When the client last sent anything (for ``idle_timeout``; the
+        #: portal's sweeper closes idle connections, no timer per read).
+        self.last_input = trio.current_time()
+        self._closing = False
+        self._settled = trio.Event()
+        self._announced = False
+        #: Input that arrived before negotiation settled.
+        self._early: list[PortalMessage] = []
+        #: Messages for the handler that wait for one (owned by the portal).
+        self.pending: list[PortalMessage] = []
+        #: A handler has been sent this session's Connect ...
+        self.introduced = False
+        #: ... and has finished handling it.
+        self.known = False
+        self.told_input_dropped = False
+        self._commands = TokenBucket(
+            self.settings.max_command_rate, self.settings.command_rate_burst, trio.current_time()
+        )
+        #: Inputs dropped in a row for going over the command rate.
+        self._dropped_in_row = 0
+        self.close_reason = "connection closed"
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def is_closing(self) -> bool:
+        """Whether the connection is on its way out."""
+        return self._closing
+
+    # -- called from outside the connection's tasks (never blocks) ------------------
+
+    def send_nowait(self, message: Outgoing) -> None:
+        """Queue a message for the writer; a full queue means the client is stuck."""
+        if self._closing:
+            return
+        if not self._outbox.put_nowait(message):
+            self.portal.count_slow_client()
+            self.abort(
+                f"output queue full ({self.settings.max_output_queue} messages): "
+                "client is not reading"
+            )
+
+    def close(self, reason: str) -> None:
+        """Close after everything queued so far, with ``reason`` as the last words."""
+        if self._closing:
+            return
+        if not self._outbox.put_nowait(Disconnect(self.session.sessid, reason)):
+            self.abort(f"closing with a full output queue: {reason}")
+            return
+        self._closing = True
+        if reason:
+            self.close_reason = reason
+
+    def check_idle(self, now: float) -> None:
+        """Close the connection if the client has been silent for ``idle_timeout``."""
+        idle = self.settings.idle_timeout
+        if idle and not self._closing and now - self.last_input >= idle:
+            log.info("sessid %d: idle for %.0f s", self.session.sessid, now - self.last_input)
+            self.close("Idle timeout exceeded, disconnecting.")
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now, without writing anything more."""
+        if not self._closing:
+            log.warning("sessid %d (%s): %s", self.session.sessid, self.session.address, reason)
+        self._closing = True
+        self.close_reason = reason
+        self._cancel_scope.cancel()
+
+    # -- the connection's tasks ------------------------------------------------------
+
+    async def _announce(self) -> None:
+        """Tell the handler about this session once negotiation has settled.
+
+        Waits at most ``negotiation_timeout``: a client that answers nothing
+        (a raw TCP client, say) still gets the game, just without extras.
+        """
+        with trio.move_on_after(self.settings.negotiation_timeout):
+            await self._settled.wait()
+        connect = Connect(self.session.sessid, self.session.get_sync_data())
+        await self.portal.to_handler(self, connect)
+        # The reader never waits for this: what it got meanwhile is held here,
+        # and goes on in order.
+        while self._early:
+            await self.portal.to_handler(self, self._early.pop(0))
+        self._announced = True
+
+    async def _to_handler(self, message: PortalMessage) -> None:
+        if self._announced:
+            await self.portal.to_handler(self, message)
+        else:
+            self._early.append(message)
+
+    def _rate_ok(self) -> bool:
+        """Take a command token; False (and the player warned) when there is none.
+
+        The first input dropped in a row gets the warning; a client that goes
+        on sending far past the rate (``max_dropped_commands`` in a row) is
+        closed, so that a flood costs the server a bounded amount of work.
+        """
+        if self._commands.take(trio.current_time()):
+            self._dropped_in_row = 0
+            return True
+        self._dropped_in_row += 1
+        if self._dropped_in_row == 1:
+            self.session.data_out(text=self.settings.command_rate_warning)
+        elif self._dropped_in_row > self.settings.max_dropped_commands:
+            self.portal.log_limited(
+                logging.WARNING,
+                f"flood {self.session.address}",
+                "sessid %d (%s): over %d commands dropped in a row for the command rate; closing",
+                self.session.sessid,
+                self.session.address,
+                self.settings.max_dropped_commands,
+            )
+            self.close("You sent far more input than the server takes; closing the connection.")
+        return False
+
+    def tell_bad_input(self, reason: str) -> None:
+        """Tell the player some input was ignored, and why (and log it)."""
+        log.info("sessid %d: input ignored: %s", self.session.sessid, reason)
+        self.session.data_out(text=markup.escape(reason))
+
+    async def _handle_text(self, text: str) -> None:
+        """A line the player typed: checked, cleaned and passed on."""
+        settings = self.settings
+        text = clean_input(text)
+        if len(text) > settings.max_char_limit:
+            log.info("sessid %d: dropped a %d-character line", self.session.sessid, len(text))
+            self.session.data_out(
+                text=f"Your input was too long ({len(text)} characters; the limit is "
+                f"{settings.max_char_limit}) and was ignored."
+            )
+            return
+        if not self._rate_ok():
+            return
+        if text.strip() == "MSSP-REQUEST" and not self.session.logged_in:
+            self.session.data_out(text=_mssp_text(self.portal.mssp_variables()))
+            return
+        await self._to_handler(DataIn(self.session.sessid, "text", (text,), {}))
+
+    async def _handle_oob(
+        self, cmdname: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Out-of-band input (GMCP, MSDP, WebSocket commands), rate-limited like lines.
+
+        It can never pass for a typed line: a reserved name is renamed
+        (``text`` becomes ``oob_text``), so control characters, the line
+        limit and the command rate cannot be dodged that way.
+        """
+        if not self._rate_ok():
+            return
+        cmdname = cmdname.lower()
+        if cmdname in _RESERVED_CMDNAMES:
+            cmdname = f"oob_{cmdname}"
+        await self._to_handler(DataIn(self.session.sessid, cmdname, args, kwargs))
+
+
+def _mssp_text(variables: list[tuple[str, str]]) -> str:
+    """The plain-text MSSP reply that crawlers read at the login screen."""
+    lines = ["MSSP-REPLY-START", *(f"{name}\t{value}" for name, value in variables)]
+    return "\n".join(markup.escape(line) for line in [*lines, "MSSP-REPLY-END"])
