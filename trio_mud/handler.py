@@ -216,11 +216,15 @@ class Handler:
             await self.hooks.at_handler_start(sessions)
             link.send_nowait(Loaded())
             task_status.started(self)
-            async for message in link.inbound:
-                if isinstance(message, Pause):
-                    await self._pause()
-                elif not isinstance(message, Resume):
-                    self.handle_message(message)
+            async for first in link.inbound:
+                # Everything queued already is handled before yielding: the
+                # output of a burst of commands then reaches each client's
+                # writer together, as one write instead of one each.
+                for message in [first, *_queued(link.inbound)]:
+                    if isinstance(message, Pause):
+                        await self._pause()
+                    elif not isinstance(message, Resume):
+                        self.handle_message(message)
             with trio.move_on_after(self.settings.shutdown_grace):
                 await self.wait_idle()
             nursery.cancel_scope.cancel()
@@ -401,6 +405,21 @@ class Handler:
             getattr(self.hooks, name)(session, *args)
         except Exception:
             log.exception("sessid %d: hook %s failed", session.sessid, name)
+
+
+#: Most queued messages the handler takes in one go before it lets others run.
+_BATCH = 256
+
+
+def _queued(channel: trio.MemoryReceiveChannel[Any]) -> list[Any]:
+    """What is queued in ``channel`` already (at most a batch), without waiting."""
+    items: list[Any] = []
+    while len(items) < _BATCH:
+        try:
+            items.append(channel.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return items
 
 
 def _counters(session: ServerSession) -> SyncData:

@@ -437,7 +437,9 @@ class MudTelnet:
 
     def _write(self, data: bytes) -> None:
         """Append to the wire, after whatever the telnet layer queued first."""
-        data = self.telnet.bytes_to_send() + data
+        pending = self.telnet.bytes_to_send()
+        if pending:
+            data = pending + data
         if not data:
             return
         if self._compressor is not None:

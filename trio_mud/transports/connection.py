@@ -200,6 +200,11 @@ class Outbox:
             trio.lowlevel.reschedule(waiter)
         return True
 
+    def take_nowait(self) -> list[Outgoing]:
+        """Everything queued now (perhaps nothing), without waiting."""
+        items, self._items = self._items, []
+        return items
+
     async def get_all(self) -> list[Outgoing]:
         """Everything queued, waiting until there is something (one reader only)."""
         if not self._items:

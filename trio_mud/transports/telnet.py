@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Any
 
 import trio
@@ -51,6 +52,8 @@ class TelnetConnection(Connection):
     ) -> None:
         super().__init__(portal, session)
         self.stream = stream
+        #: The socket's descriptor, for writes that need no wait (see _write).
+        self._fd = stream.socket.fileno()
         self.protocol = MudTelnet(
             max_partial_line=self.settings.max_partial_line,
             max_subnegotiation=self.settings.max_subnegotiation,
@@ -138,8 +141,26 @@ class TelnetConnection(Connection):
                     continue
             else:
                 batch = await self._outbox.get_all()
-            # Everything queued goes out in one write.
+            # Let whatever else is ready run once (the rest of a burst of
+            # output may be on its way): then one write carries it all.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            batch += self._outbox.take_nowait()
+            # Everything queued goes out in one write. Broadcast text, the bulk
+            # of a busy room, is encoded once per kind of client and joined.
+            key = self._render_key()
+            shared: list[bytes] = []
             for message in batch:
+                if type(message) is Broadcast and message.cmdname == "text":
+                    data = message.rendered.get(key)
+                    if data is None:
+                        data = message.rendered[key] = self._encode_text(
+                            str(message.args[0]) if message.args else ""
+                        )
+                    shared.append(data)
+                    continue
+                if shared:
+                    self.protocol.send_encoded(b"".join(shared))
+                    shared.clear()
                 if isinstance(message, Disconnect):
                     if message.reason:
                         self._render_text(message.reason)
@@ -148,7 +169,9 @@ class TelnetConnection(Connection):
                     return
                 if not isinstance(message, Flush):
                     self._render(message)
-            del batch  # nothing of it is kept while the writer waits
+            if shared:
+                self.protocol.send_encoded(b"".join(shared))
+            del batch, shared  # nothing of it is kept while the writer waits
             data = self.protocol.data_to_send()
             if data:
                 await self._write(data)
@@ -157,10 +180,23 @@ class TelnetConnection(Connection):
     async def _write(self, data: bytes) -> None:
         """Send ``data``; within ``write_timeout``, or the connection is dropped.
 
-        The connection's own cancel scope times the write: its deadline is set
-        for the write and lifted after, which costs far less than a new scope
-        per write (and a stalled client is dropped whole anyway).
+        Most writes fit the socket's buffer: they are made at once, without a
+        wait (the socket is non-blocking). Only the rest of a write that did
+        not fit waits, timed by the connection's own cancel scope: its
+        deadline is set for that wait and lifted after, which costs far less
+        than a new scope per write (and a stalled client is dropped whole).
         """
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close_reason = "client connection broke"
+            self._cancel_scope.cancel()
+            return
+        if sent == len(data):
+            return
+        data = data[sent:]
         scope = self._cancel_scope
         scope.deadline = trio.current_time() + self.settings.write_timeout
         try:
@@ -176,6 +212,16 @@ class TelnetConnection(Connection):
             scope.deadline = math.inf
 
     # -- output rendering --------------------------------------------------------------
+
+    def _render_key(self) -> tuple[Any, ...]:
+        """How this client is shown text: what shared renderings are keyed by."""
+        flags = self.session.protocol_flags
+        return (
+            "telnet",
+            markup.level_for(flags),
+            bool(flags.get("SCREENREADER")),
+            flags.get("ENCODING", "utf-8"),
+        )
 
     def _render(self, message: DataOut | Broadcast) -> None:
         """Queue ``message`` in the protocol, in this client's form."""
@@ -220,13 +266,7 @@ class TelnetConnection(Connection):
 
     def _render_shared_text(self, message: Broadcast) -> None:
         """Text for many clients: encoded once per kind of client, then reused."""
-        flags = self.session.protocol_flags
-        key = (
-            "telnet",
-            markup.level_for(flags),
-            bool(flags.get("SCREENREADER")),
-            flags.get("ENCODING", "utf-8"),
-        )
+        key = self._render_key()
         data = message.rendered.get(key)
         if data is None:
             data = message.rendered[key] = self._encode_text(
