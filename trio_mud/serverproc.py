@@ -207,6 +207,8 @@ async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
     """
     try:
         async for first in link.inbound:
+            # Let the rest of a burst arrive first: one write then carries it.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             batch = [first, *_drain(link.inbound)]
             data, failed = encode_many(batch)
             for message, exc in failed:
@@ -333,6 +335,8 @@ class RemotePortal:
     async def _writer(self) -> None:
         try:
             async for first in self._out_recv:
+                # The handler may still be at work on a burst: let it finish.
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 data, failed = encode_many([first, *_drain(self._out_recv)])
                 for message, exc in failed:
                     log.error("cannot send %s to the portal: %s", describe(message), exc)

@@ -210,7 +210,8 @@ def _body(message: LinkMessage) -> Any:
         )
     if kind is Done:
         assert isinstance(message, Done)
-        return ("D", message.txid, message.sessid, _to_json(message.sync_data))
+        sync = message.sync_data
+        return ("D", message.txid, message.sessid, _to_json(sync) if sync else sync)
     # The fields as they are (not cattrs' unstructuring, which would turn
     # tuple keys into lists before the escaping below could keep them).
     fields = {
