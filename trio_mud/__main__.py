@@ -18,6 +18,7 @@ from . import __version__
 from .admission import ListenError
 from .game import Store, WorldError, load_world
 from .game.store import StoreError, check_database
+from .runner import pin_mmap_threshold
 from .server import Server
 from .settings import Settings, parse_setting
 
@@ -293,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     explicit = args.max_connections is not None or "max_connections" in overrides
     settings = fit_connections(settings, explicit, _raise_file_limit())
+    if args.embedded:
+        pin_mmap_threshold()  # the game, and its password hashes, run here
     server = Server(settings, mode="embedded" if args.embedded else "process")
     status = 0
     try:

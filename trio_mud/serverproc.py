@@ -46,7 +46,7 @@ from .messages import (
     ToHandler,
     describe,
 )
-from .runner import run_generation
+from .runner import pin_mmap_threshold, run_generation
 from .settings import Settings
 from .wire import LINK_VERSION, FrameReader, LinkMessage, Undecodable, encode, encode_many
 
@@ -369,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the link socket's file descriptor")
     args = parser.parse_args(argv)
     settings = settings_from_json(sys.stdin.readline())
+    pin_mmap_threshold()
     logging.basicConfig(
         level=os.environ.get("TRIO_MUD_LOG_LEVEL", settings.log_level),
         format="%(levelname)s %(name)s: %(message)s",
