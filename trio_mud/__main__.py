@@ -21,6 +21,7 @@ from .game.store import StoreError, check_database
 from .runner import pin_mmap_threshold
 from .server import Server
 from .settings import Settings, parse_setting
+from .transports.tls import TLSSetupError
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -35,6 +36,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         metavar="PORT",
         help=f"telnet port; repeat for several (default {defaults.telnet_ports[0]})",
+    )
+    parser.add_argument(
+        "--ssl-port",
+        type=int,
+        action="append",
+        metavar="PORT",
+        help="telnet-over-TLS port; repeat for several (default: none). Without "
+        "ssl_certificate/ssl_private_key, a self-signed certificate is made in the data dir",
     )
     parser.add_argument(
         "--websocket-port",
@@ -217,8 +226,8 @@ def check_data_dir(path: Path) -> str | None:
     return None
 
 
-def _leaves(group: BaseExceptionGroup[ListenError]) -> list[ListenError]:
-    found: list[ListenError] = []
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    found: list[Exception] = []
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
             found += _leaves(exc)
@@ -250,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "server_name": args.name,
                 "telnet_interfaces": tuple(args.interface or defaults.telnet_interfaces),
                 "telnet_ports": ports,
+                **({"ssl_ports": tuple(args.ssl_port)} if args.ssl_port else {}),
                 "data_dir": args.data_dir,
                 "idle_timeout": args.idle_timeout,
                 **(
@@ -300,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     try:
         trio.run(serve, server)
-    except* ListenError as group:
+    except* (ListenError, TLSSetupError) as group:
         for error in _leaves(group):
             print(f"trio_mud: {error}", file=sys.stderr)
         status = 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -36,6 +37,7 @@ from .admission import AdmittingListener, RateLimitedLog, open_listeners
 from .generations import Generations, PortalLink, Starter, StatusTap
 from .messages import Broadcast, DataOut, Disconnect, PortalMessage, SessionUpdate
 from .settings import Settings
+from .transports import tls
 from .transports.connection import Connection, PortalSession, TokenBucket
 from .transports.telnet import TelnetConnection, refuse_telnet
 
@@ -111,6 +113,9 @@ class Portal:
         self._open_sockets = 0
         self._log_limiter = RateLimitedLog(log)
         self.telnet_addresses: list[tuple[str, int]] = []
+        #: Telnet-over-TLS listeners' addresses (``ssl_ports``).
+        self.tls_addresses: list[tuple[str, int]] = []
+        self._tls_context: ssl.SSLContext | None = None
         self.websocket_addresses: list[tuple[str, int]] = []
         self.web_addresses: list[tuple[str, int]] = []
         #: Resume token -> WebSocket session (see trio_mud.transports.websocket).
@@ -209,6 +214,7 @@ class Portal:
         """What MUD listings read: name, players, uptime, ports, protocols."""
         players = sum(1 for conn in self._connections.values() if conn.session.logged_in)
         ports = sorted({port for _, port in self.telnet_addresses})
+        tls_ports = sorted({port for _, port in self.tls_addresses})
         mccp = "1" if self.settings.mccp else "0"
         variables = [
             ("NAME", self.settings.server_name),
@@ -225,7 +231,8 @@ class Portal:
             ("MSSP", "1"),
             ("MCCP", mccp),
             ("MXP", "0"),
-            ("SSL", "0"),
+            ("SSL", str(tls_ports[0]) if tls_ports else "0"),
+            ("TLS", str(tls_ports[0]) if tls_ports else "0"),
         ]
         return variables + [(str(k), str(v)) for k, v in self.settings.mssp_extra]
 
@@ -246,6 +253,16 @@ class Portal:
                         "telnet", port, interface, option="--telnet-port"
                     )
             self.telnet_addresses = [lst.socket.getsockname()[:2] for lst in listeners]
+            tls_listeners: list[trio.SocketListener] = []
+            if self.settings.ssl_ports:
+                self._tls_context = await trio.to_thread.run_sync(tls.server_context, self.settings)
+                for interface in self.settings.telnet_interfaces:
+                    for port in self.settings.ssl_ports:
+                        tls_listeners += await open_listeners(
+                            "telnet over TLS", port, interface, option="--ssl-port"
+                        )
+                self.tls_addresses = [lst.socket.getsockname()[:2] for lst in tls_listeners]
+            listeners += tls_listeners
             async with trio.open_nursery() as system:
                 await system.start(self.generations.run)
                 if self.settings.idle_timeout:
@@ -257,9 +274,12 @@ class Portal:
                     self._connections_nursery = connections
                     self._accept_scope = accepting.cancel_scope
                     for listener in listeners:
-                        accepting.start_soon(self._accept_loop, listener, connections)
+                        secure = listener in tls_listeners
+                        accepting.start_soon(self._accept_loop, listener, connections, secure)
                     for host, port in self.telnet_addresses:
                         log.info("telnet listening on %s port %d", host, port)
+                    for host, port in self.tls_addresses:
+                        log.info("telnet over TLS listening on %s port %d", host, port)
                     task_status.started(self.telnet_addresses)
                 await self.generations.retire()
                 system.cancel_scope.cancel()
@@ -303,11 +323,14 @@ class Portal:
         while len(self._connections) >= count:
             await self._connection_closed.park()
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        admitting = self.admitting(listener, refuse=refuse_telnet)
+    async def _accept_loop(
+        self, listener: trio.SocketListener, nursery: trio.Nursery, secure: bool = False
+    ) -> None:
+        # A refusal is told in plain text only where the client speaks it.
+        admitting = self.admitting(listener, refuse=None if secure else refuse_telnet)
         while True:
             stream = await admitting.accept()
-            nursery.start_soon(self._serve, stream)
+            nursery.start_soon(self._serve, stream, secure)
 
     def admitting(
         self,
@@ -355,18 +378,48 @@ class Portal:
             return "Too many connections from your address; please wait a moment."
         return None
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
-        """Run an admitted telnet socket as a connection; close it after."""
+    async def _serve(self, stream: trio.SocketStream, secure: bool = False) -> None:
+        """Run an admitted telnet socket as a connection; close it after.
+
+        Over TLS the handshake comes first, within ``handshake_timeout``; a
+        client that fails it is closed (and logged, at most once in a while).
+        """
         try:
             address = str(stream.socket.getpeername()[0])
         except OSError:
             address = "?"
-        session = self.new_session("telnet", address)
+        transport: trio.abc.Stream = stream
         try:
-            await self.run_connection(TelnetConnection(self, stream, session))
+            if secure:
+                assert self._tls_context is not None
+                tls_stream = trio.SSLStream(stream, self._tls_context, server_side=True)
+                with trio.move_on_after(self.settings.handshake_timeout) as waiting:
+                    try:
+                        await tls_stream.do_handshake()
+                    except trio.BrokenResourceError as exc:
+                        self.log_limited(
+                            logging.INFO,
+                            f"tls {address}",
+                            "TLS handshake with %s failed: %s",
+                            address,
+                            exc.__cause__ or exc,
+                        )
+                        return
+                if waiting.cancelled_caught:
+                    self.log_limited(
+                        logging.INFO,
+                        f"tls {address}",
+                        "TLS handshake with %s took over %g s; closed",
+                        address,
+                        self.settings.handshake_timeout,
+                    )
+                    return
+                transport = tls_stream
+            session = self.new_session("telnet/ssl" if secure else "telnet", address)
+            await self.run_connection(TelnetConnection(self, transport, session))
         finally:
             with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+                await trio.aclose_forcefully(transport)
             self.release_socket()
 
     def admit(self, address: str) -> str | None:

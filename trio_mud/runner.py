@@ -46,6 +46,7 @@ def pin_mmap_threshold(threshold: int = 128 * 1024) -> bool:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
+
 #: What ``settings.game`` names: ``factory(settings, world, store) -> game``.
 GameFactory = Callable[[Settings, World, Store], Any]
 

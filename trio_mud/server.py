@@ -70,6 +70,11 @@ class Server:
         return self.portal.web_addresses[0][1]
 
     @property
+    def tls_port(self) -> int:
+        """The first telnet-over-TLS port actually bound (``ssl_ports``)."""
+        return self.portal.tls_addresses[0][1]
+
+    @property
     def telnet_port(self) -> int:
         """The first telnet port actually bound (useful after asking for 0)."""
         return self.portal.telnet_addresses[0][1]

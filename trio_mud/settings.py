@@ -92,6 +92,13 @@ class Settings:
     telnet_interfaces: tuple[str, ...] = field(default=("127.0.0.1",), converter=_tuple)
     #: Telnet ports; 0 picks a free port (tests read it back).
     telnet_ports: tuple[int, ...] = field(default=(4000,), converter=_tuple, validator=_ports)
+    #: Telnet-over-TLS ports (Evennia's SSL_PORTS); none by default, 0 picks a
+    #: free port. The full telnet and MUD protocol suite runs over them.
+    ssl_ports: tuple[int, ...] = field(default=(), converter=_tuple, validator=_ports)
+    #: PEM certificate (chain) and private key for TLS; when neither is set, a
+    #: self-signed pair is made once in the data directory.
+    ssl_certificate: Path | None = field(default=None, converter=attrs.converters.optional(Path))
+    ssl_private_key: Path | None = field(default=None, converter=attrs.converters.optional(Path))
     #: WebSocket port for web clients (Evennia's WEBSOCKET_CLIENT_PORT); 0 picks
     #: a free port; None turns WebSockets off.
     websocket_port: int | None = 4002

@@ -48,12 +48,13 @@ class TelnetConnection(Connection):
     """A telnet connection: MudTelnet over a TCP stream."""
 
     def __init__(
-        self, portal: ConnectionHost, stream: trio.SocketStream, session: PortalSession
+        self, portal: ConnectionHost, stream: trio.abc.Stream, session: PortalSession
     ) -> None:
         super().__init__(portal, session)
         self.stream = stream
-        #: The socket's descriptor, for writes that need no wait (see _write).
-        self._fd = stream.socket.fileno()
+        #: The socket's descriptor, for writes that need no wait (see _write);
+        #: None over TLS, whose bytes only the SSL stream can write.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
         self.protocol = MudTelnet(
             max_partial_line=self.settings.max_partial_line,
             max_subnegotiation=self.settings.max_subnegotiation,
@@ -88,7 +89,7 @@ class TelnetConnection(Connection):
                 self.close_reason = "client closed the connection"
                 return
             try:
-                events = self.protocol.receive_data(data)
+                events = self.protocol.receive_data(bytes(data))
             except TelnetProtocolError as exc:
                 log.warning("sessid %d: telnet protocol error: %s", self.session.sessid, exc)
                 self.close(exc.reply)
@@ -186,17 +187,18 @@ class TelnetConnection(Connection):
         deadline is set for that wait and lifted after, which costs far less
         than a new scope per write (and a stalled client is dropped whole).
         """
-        try:
-            sent = os.write(self._fd, data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self.close_reason = "client connection broke"
-            self._cancel_scope.cancel()
-            return
-        if sent == len(data):
-            return
-        data = data[sent:]
+        if self._fd is not None:
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.close_reason = "client connection broke"
+                self._cancel_scope.cancel()
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
         scope = self._cancel_scope
         scope.deadline = trio.current_time() + self.settings.write_timeout
         try:
