@@ -23,7 +23,7 @@ import trio
 from trio_mud import Server
 from trio_mud.nursery_portal import PortalSession
 
-from .helpers import WAIT, login
+from .helpers import WAIT, login, make_settings, start_server
 
 TT = shutil.which("tt++") or shutil.which("tt++", path="/usr/games")
 TELNET = shutil.which("telnet")
@@ -233,3 +233,26 @@ async def test_plain_telnet_utf8_input(server: Server) -> None:
         screen = await term.wait_for_screen('You say, "café ✓"')
         assert "\ufffd" not in screen.split("Escape character is '^]'.", 1)[1]
     await observer.aclose()
+
+
+async def test_tintin_over_tls(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """TinTin++'s #ssl against the generated certificate: it plays over TLS."""
+    tintin = need(TT, "TinTin++ (tt++)")
+    server = await start_server(nursery, make_settings(tmp_path / "data", ssl_ports=(0,)))
+    home = tmp_path / "home"  # TinTin++ keeps the certificates it has seen here
+    home.mkdir()
+    script = tmp_path / "tls.tin"
+    script.write_text(f"#ssl mud 127.0.0.1 {server.tls_port}\n")
+    async with terminal(["env", f"HOME={home}", tintin, "-G", str(script)]) as term:
+        await term.wait_for_screen('"look" shows this screen again')
+        session = await wait_until(
+            lambda: portal_session(server, lambda s: s.protocol_key == "telnet/ssl"), bool
+        )
+        await term.type("create Tls", "Enter")
+        await term.wait_for_screen("Password:")
+        await term.type("hidden-over-tls", "Enter")
+        screen = await term.wait_for_screen("Exits:")
+        assert "hidden-over-tls" not in screen
+        await term.type("say encrypted ünïcode", "Enter")
+        await term.wait_for_screen('You say, "encrypted ünïcode"')
+        assert session.logged_in
