@@ -121,3 +121,38 @@ async def test_typing_over_tls_through_a_reload_and_a_kill_9(tmp_path: Path) -> 
         assert said == [f'You say, "line-{n}"' for n in range(30)]  # each once, in order
         assert not client.closed
         server.shutdown()
+
+
+async def test_a_reload_reads_a_renewed_certificate_for_new_connections(
+    tmp_path: Path,
+) -> None:
+    live = tmp_path / "live"
+    certificate, key = ensure_self_signed(live, "localhost")
+    settings = make_settings(
+        tmp_path / "data", ssl_ports=(0,), ssl_certificate=certificate, ssl_private_key=key
+    )
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        old = tmp_path / "old.pem"
+        old.write_bytes(certificate.read_bytes())
+        before = await tls_client(server.tls_port, old)
+        # The operator renews: new files at the same paths, then SIGHUP.
+        renewed, renewed_key = ensure_self_signed(tmp_path / "renewed", "localhost")
+        key.write_bytes(renewed_key.read_bytes())
+        certificate.write_bytes(renewed.read_bytes())
+        assert await server.reload() is None
+        after = await tls_client(server.tls_port, renewed)  # the new certificate
+        await after.command("who", "Players online")
+        try:
+            await tls_stream(server.tls_port, old)
+        except trio.BrokenResourceError:
+            pass  # the old certificate is not served any more
+        else:
+            raise AssertionError("the old certificate is still served")
+        await before.command("who", "Players online")  # and nobody was dropped
+        # A broken renewal keeps the certificate that works.
+        key.write_text("not a key")
+        assert await server.reload() is None
+        again = await tls_client(server.tls_port, renewed)
+        await again.command("who", "Players online")
+        nursery.cancel_scope.cancel()

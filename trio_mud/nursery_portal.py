@@ -144,8 +144,25 @@ class Portal:
         await self.generations.start_generation()
 
     async def reload(self) -> str | None:
-        """Replace the handler generation; None, or why it failed."""
+        """Replace the handler generation; None, or why it failed.
+
+        The TLS certificate and key are read again too, for the connections
+        that come after (a renewed certificate needs no restart).
+        """
+        await self.reload_tls()
         return await self.generations.reload()
+
+    async def reload_tls(self) -> None:
+        """Read the TLS certificate and key again; keep the old ones if they fail."""
+        if self._tls_context is None:
+            return
+        try:
+            context = await trio.to_thread.run_sync(tls.server_context, self.settings)
+        except tls.TLSSetupError as exc:
+            log.error("TLS certificate not reloaded (the old one stays): %s", exc)
+            return
+        self._tls_context = context
+        log.info("TLS certificate reloaded for new connections")
 
     @property
     def live(self) -> bool:
