@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import ssl
 from pathlib import Path
 
 import trio
+from trio_websocket import open_websocket_url
 
 from trio_mud import Server
 from trio_mud.serverproc import ProcessStarter
@@ -16,11 +18,13 @@ from trio_mud.transports.tls import GENERATED_CERTIFICATE, ensure_self_signed
 from .helpers import Client, Compressing, MudClient, make_settings, start_server
 
 
-async def tls_stream(port: int, cafile: Path) -> trio.SSLStream[trio.SocketStream]:
+async def tls_stream(
+    port: int, cafile: Path, *, https: bool = False
+) -> trio.SSLStream[trio.SocketStream]:
     """A TLS connection that trusts only ``cafile`` and checks the name."""
     context = ssl.create_default_context(cafile=str(cafile))
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
-    stream = trio.SSLStream(tcp, context, server_hostname="localhost")
+    stream = trio.SSLStream(tcp, context, server_hostname="localhost", https_compatible=https)
     await stream.do_handshake()
     return stream
 
@@ -155,4 +159,43 @@ async def test_a_reload_reads_a_renewed_certificate_for_new_connections(
         assert await server.reload() is None
         again = await tls_client(server.tls_port, renewed)
         await again.command("who", "Players online")
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_web_page_and_websocket_over_https_and_wss(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, web_tls=True, handshake_timeout=2.0)
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        cafile = tmp_path / GENERATED_CERTIFICATE
+        # The page, over https.
+        page = await tls_stream(server.web_port, cafile, https=True)
+        await page.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        body = b""
+        with trio.fail_after(10):
+            while chunk := await page.receive_some():
+                body += chunk
+        assert body.startswith(b"HTTP/1.1 200")
+        assert f'content="{server.websocket_port}"'.encode() in body
+        # The WebSocket, over wss, from the page's own origin.
+        context = ssl.create_default_context(cafile=str(cafile))
+        url = f"wss://localhost:{server.websocket_port}/"
+        origin = [("Origin", f"https://localhost:{server.web_port}")]
+        async with open_websocket_url(url, ssl_context=context, extra_headers=origin) as ws:
+            assert "session" in await ws.get_message()
+            await ws.send_message(json.dumps(["text", ["create Wendy correct horse"], {}]))
+            with trio.fail_after(10):
+                while "Exits:" not in await ws.get_message():
+                    pass
+        # A plain ws:// upgrade on that port gets no game, only a closed socket.
+        plain = await trio.open_tcp_stream("127.0.0.1", server.websocket_port)
+        await plain.send_all(
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        answer = b""
+        with trio.fail_after(settings.handshake_timeout + 5):
+            while chunk := await plain.receive_some():
+                answer += chunk
+        assert b"101" not in answer and b"session" not in answer
         nursery.cancel_scope.cancel()

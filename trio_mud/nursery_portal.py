@@ -152,6 +152,11 @@ class Portal:
         await self.reload_tls()
         return await self.generations.reload()
 
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for new connections (None when nothing uses TLS)."""
+        return self._tls_context
+
     async def reload_tls(self) -> None:
         """Read the TLS certificate and key again; keep the old ones if they fail."""
         if self._tls_context is None:
@@ -271,8 +276,9 @@ class Portal:
                     )
             self.telnet_addresses = [lst.socket.getsockname()[:2] for lst in listeners]
             tls_listeners: list[trio.SocketListener] = []
-            if self.settings.ssl_ports:
+            if self.settings.ssl_ports or self.settings.web_tls:
                 self._tls_context = await trio.to_thread.run_sync(tls.server_context, self.settings)
+            if self.settings.ssl_ports:
                 for interface in self.settings.telnet_interfaces:
                     for port in self.settings.ssl_ports:
                         tls_listeners += await open_listeners(

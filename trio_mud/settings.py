@@ -99,6 +99,10 @@ class Settings:
     #: self-signed pair is made once in the data directory.
     ssl_certificate: Path | None = field(default=None, converter=attrs.converters.optional(Path))
     ssl_private_key: Path | None = field(default=None, converter=attrs.converters.optional(Path))
+    #: Serve the web page over https and the WebSocket over wss, with the TLS
+    #: certificate above (or the self-signed one); the page then connects with
+    #: wss:// by itself.
+    web_tls: bool = False
     #: WebSocket port for web clients (Evennia's WEBSOCKET_CLIENT_PORT); 0 picks
     #: a free port; None turns WebSockets off.
     websocket_port: int | None = 4002

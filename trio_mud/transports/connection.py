@@ -18,6 +18,7 @@ Error handling:
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any, Protocol
 
 import trio
@@ -71,6 +72,11 @@ class ListenerHost(ConnectionHost, Protocol):
     websocket_tokens: dict[str, Any]
     websocket_addresses: list[tuple[str, int]]
     web_addresses: list[tuple[str, int]]
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for new connections (None when nothing uses TLS)."""
+        ...
 
     def admitting(self, listener: trio.SocketListener) -> trio.abc.Listener[trio.SocketStream]:
         """``listener``, admitting each socket at accept time."""

@@ -79,7 +79,8 @@ async def serve_web(
     addresses = [listener.socket.getsockname()[:2] for listener in listeners]
     portal.web_addresses = addresses
     for host, port in addresses:
-        log.info("web client on http://%s:%d/", host, port)
+        scheme = "https" if settings.web_tls else "http"
+        log.info("web client on %s://%s:%d/", scheme, host, port)
     async with trio.open_nursery() as nursery:
         handler = partial(_serve_one, pages, portal)
         admitting = [portal.admitting(listener) for listener in listeners]
@@ -97,9 +98,15 @@ async def _serve_one(
     """
     settings = portal.settings
     connection = h11.Connection(h11.SERVER)
+    transport: trio.abc.Stream = stream
+    if settings.web_tls and portal.tls_context is not None:
+        # https://: the TLS handshake is part of the request, within its time.
+        transport = trio.SSLStream(
+            stream, portal.tls_context, server_side=True, https_compatible=True
+        )
     try:
         with trio.move_on_after(settings.web_request_timeout):
-            request = await _next_request(connection, stream)
+            request = await _next_request(connection, transport)
             if request is None:
                 return
             status, body, content_type = _answer(pages, request)
@@ -113,24 +120,22 @@ async def _serve_one(
             if request.method != b"HEAD":
                 data = (data or b"") + (connection.send(h11.Data(data=body)) or b"")
             data = (data or b"") + (connection.send(h11.EndOfMessage()) or b"")
-            await stream.send_all(data)
+            await transport.send_all(data)
     except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         log.debug("web request failed: %r", exc)
     except Exception:
         log.exception("web request failed")
     finally:
         with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(transport)
         portal.release_socket()
 
 
-async def _next_request(
-    connection: h11.Connection, stream: trio.SocketStream
-) -> h11.Request | None:
+async def _next_request(connection: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
-            connection.receive_data(await stream.receive_some(16384))
+            connection.receive_data(bytes(await stream.receive_some(16384)))
             continue
         if isinstance(event, h11.Request):
             return event

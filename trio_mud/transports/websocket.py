@@ -346,6 +346,8 @@ async def serve_websockets(
         portal.websocket_addresses = addresses
         for host, port in addresses:
             log.info("websocket listening on %s port %d", host, port)
+        if settings.web_tls:
+            log.info("websockets are wss:// (TLS)")
         task_status.started(addresses)
 
 
@@ -362,6 +364,11 @@ class _AdmittingServer(WebSocketServer):
         self._portal = portal
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        context = self._portal.tls_context if self._portal.settings.web_tls else None
+        if context is not None:
+            # wss://: the TLS handshake happens as trio-websocket reads the
+            # request, within its connect timeout (handshake_timeout).
+            stream = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
         try:
             await super()._handle_connection(stream)
         finally:
