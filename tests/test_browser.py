@@ -41,7 +41,7 @@ def need_browser() -> str:
 
 
 def start_mud(
-    data_dir: Path, ports: dict[str, int] | None = None
+    data_dir: Path, ports: dict[str, int] | None = None, *extra: str
 ) -> tuple[subprocess.Popen[str], dict[str, int]]:
     """``python -m trio_mud`` on the given ports (free ones by default)."""
     ports = ports or {"telnet": 0, "ws": 0, "web": 0}
@@ -51,6 +51,7 @@ def start_mud(
             "--telnet-port", str(ports["telnet"]), "--websocket-port", str(ports["ws"]),
             "--web-port", str(ports["web"]),
             "--set", "password_hash_time_cost=1", "--set", "password_hash_memory_kib=8192",
+            *extra,
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -180,6 +181,35 @@ def test_the_page_reconnects_by_itself(tmp_path: Path) -> None:
             page.fill("#command", "connect Alice correct horse")
             page.press("#command", "Enter")
             expect(output).to_contain_text("Town Square", timeout=10_000)
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_browser_plays_over_https_and_wss(tmp_path: Path) -> None:
+    """The page over https with the generated certificate; it connects with wss."""
+    chromium = need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    process, ports = start_mud(tmp_path, None, "--set", "web_tls=true")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium, args=["--no-sandbox", "--ignore-certificate-errors"]
+            )
+            context = browser.new_context(ignore_https_errors=True)
+            page = context.new_page()
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
+            page.goto(f"https://localhost:{ports['web']}/")
+            output = page.locator("#output")
+            expect(output).to_contain_text("shows this screen again")
+            expect(page.locator("#status")).to_have_text("Connected")
+            assert sockets and sockets[0].startswith(f"wss://localhost:{ports['ws']}/")
+            page.fill("#command", "create Tessa correct horse")
+            page.press("#command", "Enter")
+            expect(output).to_contain_text("Exits:")
             browser.close()
     finally:
         process.terminate()
