@@ -36,9 +36,10 @@ from ._version import __version__
 from .admission import AdmittingListener, RateLimitedLog, open_listeners
 from .generations import Generations, PortalLink, Starter, StatusTap
 from .messages import Broadcast, DataOut, Disconnect, PortalMessage, SessionUpdate
+from .protocols import proxy
 from .settings import Settings
 from .transports import tls
-from .transports.connection import Connection, PortalSession, TokenBucket
+from .transports.connection import Connection, PortalSession, PrefixedStream, TokenBucket
 from .transports.telnet import TelnetConnection, refuse_telnet
 
 __all__ = [
@@ -385,10 +386,34 @@ class Portal:
         self._log_limiter.log(level, key, message, *args)
 
     def _admit(self, address: str) -> str | None:
-        """Why a new connection from ``address`` must be refused, or None."""
+        """Why a new connection from ``address`` must be refused, or None.
+
+        A trusted proxy (``upstream_ips``) is not rate-limited as one
+        address: the client it names is, once its header has been read.
+        """
         cap = self.settings.max_connections
         if len(self._connections) >= cap or self._open_sockets >= cap:
             return "The server is full; please try again later."
+        if proxy.trusted(address, self.settings.upstream_ips):
+            return None
+        return self._rate_refusal(address)
+
+    def admit_forwarded(self, address: str) -> str | None:
+        """Why the client a trusted proxy names may not connect now (logged), or None."""
+        refusal = self._rate_refusal(address)
+        if refusal is not None:
+            self._connections_refused += 1
+            self.log_limited(
+                logging.WARNING,
+                f"refused {address}",
+                "refused a connection from %s: %s",
+                address,
+                refusal,
+            )
+        return refusal
+
+    def _rate_refusal(self, address: str) -> str | None:
+        """Why ``address`` may not connect again so soon (its rate), or None."""
         now = trio.current_time()
         bucket = self._buckets.get(address)
         if bucket is None:
@@ -413,9 +438,31 @@ class Portal:
             address = "?"
         transport: trio.abc.Stream = stream
         try:
+            if proxy.trusted(address, self.settings.upstream_ips):
+                # A proxy's connection starts with the client's address.
+                found = await self._read_proxy_header(stream, address)
+                if found is None:
+                    return
+                header, rest = found
+                address = header.source or address
+                refusal = self._rate_refusal(address) if header.source else None
+                if refusal is not None:
+                    self._connections_refused += 1
+                    self.log_limited(
+                        logging.WARNING,
+                        f"refused {address}",
+                        "refused a connection from %s: %s",
+                        address,
+                        refusal,
+                    )
+                    if not secure:
+                        with trio.move_on_after(1.0):
+                            await refuse_telnet(stream, refusal)
+                    return
+                transport = PrefixedStream(stream, rest) if rest else stream
             if secure:
                 assert self._tls_context is not None
-                tls_stream = trio.SSLStream(stream, self._tls_context, server_side=True)
+                tls_stream = trio.SSLStream(transport, self._tls_context, server_side=True)
                 with trio.move_on_after(self.settings.handshake_timeout) as waiting:
                     try:
                         await tls_stream.do_handshake()
@@ -444,6 +491,41 @@ class Portal:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(transport)
             self.release_socket()
+
+    async def _read_proxy_header(
+        self, stream: trio.SocketStream, peer: str
+    ) -> tuple[proxy.ProxyHeader, bytes] | None:
+        """The PROXY header a trusted proxy sends first, and the bytes after it.
+
+        None (and a log line) when it is malformed, missing or too slow
+        (``handshake_timeout``): the connection is then closed.
+        """
+        data = b""
+        why = "it closed the connection before a whole PROXY header"
+        with trio.move_on_after(self.settings.handshake_timeout) as waiting:
+            try:
+                while True:
+                    header = proxy.parse_header(data)
+                    if header is not None:
+                        return header, data[header.length :]
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except proxy.ProxyHeaderError as exc:
+                why = str(exc)
+            except trio.BrokenResourceError:
+                pass
+        if waiting.cancelled_caught:
+            why = f"no whole PROXY header within {self.settings.handshake_timeout:g} s"
+        self.log_limited(
+            logging.WARNING,
+            f"proxy {peer}",
+            "closed a connection from the proxy %s: %s",
+            peer,
+            why,
+        )
+        return None
 
     def admit(self, address: str) -> str | None:
         """Why a new connection from ``address`` must be refused (logged), or None.

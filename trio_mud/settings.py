@@ -99,6 +99,13 @@ class Settings:
     #: self-signed pair is made once in the data directory.
     ssl_certificate: Path | None = field(default=None, converter=attrs.converters.optional(Path))
     ssl_private_key: Path | None = field(default=None, converter=attrs.converters.optional(Path))
+    #: Proxies whose word is taken for a client's address (Evennia's
+    #: UPSTREAM_IPS): addresses or networks (``10.0.0.0/8``). Connections from
+    #: them on telnet and TLS ports must start with a PROXY header (v1 or v2);
+    #: on the web and WebSocket ports their ``X-Forwarded-For`` is used. From
+    #: anyone else such a header is not believed (an ``X-Forwarded-For`` is
+    #: refused).
+    upstream_ips: tuple[str, ...] = field(default=(), converter=_tuple)
     #: Serve the web page over https and the WebSocket over wss, with the TLS
     #: certificate above (or the self-signed one); the page then connects with
     #: wss:// by itself.

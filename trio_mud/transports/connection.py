@@ -66,6 +66,35 @@ class ConnectionHost(Protocol):
         ...
 
 
+class PrefixedStream(trio.abc.HalfCloseableStream):
+    """A stream that first yields ``prefix`` (bytes read past a PROXY header)."""
+
+    def __init__(self, inner: trio.SocketStream, prefix: bytes) -> None:
+        self.inner = inner
+        self.socket = inner.socket
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            await trio.lowlevel.checkpoint()
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            return data
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 class ListenerHost(ConnectionHost, Protocol):
     """What a transport with listeners of its own needs of the portal."""
 
@@ -84,6 +113,10 @@ class ListenerHost(ConnectionHost, Protocol):
 
     def release_socket(self) -> None:
         """An admitted socket is closed."""
+        ...
+
+    def admit_forwarded(self, address: str) -> str | None:
+        """Why the client a trusted proxy names may not connect now, or None."""
         ...
 
     def new_session(self, protocol_key: str, address: str) -> PortalSession:

@@ -39,6 +39,7 @@ from .connection import (
     ConnectionHost,
     Flush,
     PortalSession,
+    PrefixedStream,
 )
 
 log = logging.getLogger("trio_mud.portal")
@@ -54,7 +55,11 @@ class TelnetConnection(Connection):
         self.stream = stream
         #: The socket's descriptor, for writes that need no wait (see _write);
         #: None over TLS, whose bytes only the SSL stream can write.
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._fd = (
+            stream.socket.fileno()
+            if isinstance(stream, trio.SocketStream | PrefixedStream)
+            else None
+        )
         self.protocol = MudTelnet(
             max_partial_line=self.settings.max_partial_line,
             max_subnegotiation=self.settings.max_subnegotiation,

@@ -17,8 +17,9 @@ from importlib import resources
 import h11
 import trio
 
-from ..admission import open_listeners
+from ..admission import open_listeners, peer_address
 from .connection import ListenerHost
+from .websocket import forwarded_address
 
 log = logging.getLogger("trio_mud.web")
 
@@ -110,6 +111,14 @@ async def _serve_one(
             if request is None:
                 return
             status, body, content_type = _answer(pages, request)
+            forwarded = next(
+                (v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"), None
+            )
+            if forwarded is not None:
+                refusal, _ = forwarded_address(portal, peer_address(stream), forwarded)
+                if refusal is not None:
+                    status, body = 403, refusal.encode() + b"\n"
+                    content_type = "text/plain; charset=utf-8"
             headers = [
                 (b"Content-Type", content_type.encode()),
                 (b"Content-Length", str(len(body)).encode()),
