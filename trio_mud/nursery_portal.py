@@ -400,7 +400,10 @@ class Portal:
 
     def admit_forwarded(self, address: str) -> str | None:
         """Why the client a trusted proxy names may not connect now (logged), or None."""
-        refusal = self._rate_refusal(address)
+        return self._refused(address, self._rate_refusal(address))
+
+    def _refused(self, address: str, refusal: str | None) -> str | None:
+        """``refusal``, counted and logged (at most once in a while per address)."""
         if refusal is not None:
             self._connections_refused += 1
             self.log_limited(
@@ -445,16 +448,8 @@ class Portal:
                     return
                 header, rest = found
                 address = header.source or address
-                refusal = self._rate_refusal(address) if header.source else None
+                refusal = self.admit_forwarded(address) if header.source else None
                 if refusal is not None:
-                    self._connections_refused += 1
-                    self.log_limited(
-                        logging.WARNING,
-                        f"refused {address}",
-                        "refused a connection from %s: %s",
-                        address,
-                        refusal,
-                    )
                     if not secure:
                         with trio.move_on_after(1.0):
                             await refuse_telnet(stream, refusal)
@@ -533,17 +528,7 @@ class Portal:
         Listeners made with :meth:`admitting` ask this at accept time; a
         transport with listeners of its own must ask it too.
         """
-        refusal = self._admit(address)
-        if refusal is not None:
-            self._connections_refused += 1
-            self.log_limited(
-                logging.WARNING,
-                f"refused {address}",
-                "refused a connection from %s: %s",
-                address,
-                refusal,
-            )
-        return refusal
+        return self._refused(address, self._admit(address))
 
     def new_session(self, protocol_key: str, address: str) -> PortalSession:
         """A session with a fresh sessid, for a connection about to run."""
