@@ -214,3 +214,31 @@ def test_a_browser_plays_over_https_and_wss(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_browser_without_websockets_plays_over_ajax(mud: dict[str, int]) -> None:
+    """With window.WebSocket gone before the page loads, it plays over AJAX."""
+    chromium = need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.add_init_script("delete window.WebSocket;")
+            page.goto(f"http://127.0.0.1:{mud['web']}/")
+            output, status = page.locator("#output"), page.locator("#status")
+            expect(output).to_contain_text("shows this screen again")
+            expect(status).to_contain_text("AJAX")
+            page.fill("#command", "create Polly")
+            page.press("#command", "Enter")
+            expect(page.locator("#command")).to_have_attribute("type", "password")
+            page.fill("#command", "correct horse")
+            page.press("#command", "Enter")
+            expect(output).to_contain_text("Exits:")
+            page.fill("#command", "say no sockets here")
+            page.press("#command", "Enter")
+            expect(output).to_contain_text('You say, "no sockets here"')
+            assert "correct horse" not in (output.text_content() or "")
+        finally:
+            browser.close()

@@ -121,6 +121,8 @@ class Portal:
         self.web_addresses: list[tuple[str, int]] = []
         #: Resume token -> WebSocket session (see trio_mud.transports.websocket).
         self.websocket_tokens: dict[str, Any] = {}
+        #: csessid -> AJAX session (see trio_mud.transports.ajax).
+        self.ajax_sessions: dict[str, Any] = {}
         self.started = time.time()
         #: The handler generations: input towards them, hot restarts.
         self.generations = Generations(settings, self, starter=starter)

@@ -106,6 +106,14 @@ class Settings:
     #: anyone else such a header is not believed (an ``X-Forwarded-For`` is
     #: refused).
     upstream_ips: tuple[str, ...] = field(default=(), converter=_tuple)
+    #: AJAX long polling (the web page's fallback when no WebSocket opens):
+    #: how long one poll waits for output, how long a client may go without
+    #: polling before its session ends, the largest request body, and the most
+    #: output frames kept for a client between polls.
+    ajax_poll_timeout: float = field(default=25.0, validator=_positive)
+    ajax_grace: float = field(default=30.0, validator=_positive)
+    ajax_max_body: int = field(default=64 * 1024, validator=_positive)
+    ajax_max_queued: int = field(default=1000, validator=_positive)
     #: Serve the web page over https and the WebSocket over wss, with the TLS
     #: certificate above (or the self-signed one); the page then connects with
     #: wss:// by itself.

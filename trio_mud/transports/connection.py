@@ -99,6 +99,7 @@ class ListenerHost(ConnectionHost, Protocol):
     """What a transport with listeners of its own needs of the portal."""
 
     websocket_tokens: dict[str, Any]
+    ajax_sessions: dict[str, Any]
     websocket_addresses: list[tuple[str, int]]
     web_addresses: list[tuple[str, int]]
 

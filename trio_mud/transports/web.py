@@ -13,15 +13,20 @@ from __future__ import annotations
 import logging
 from functools import partial
 from importlib import resources
+from urllib.parse import parse_qs
 
 import h11
 import trio
 
 from ..admission import open_listeners, peer_address
+from . import ajax
 from .connection import ListenerHost
 from .websocket import forwarded_address
 
 log = logging.getLogger("trio_mud.web")
+
+#: Where the web page's AJAX fallback posts (Evennia's path).
+AJAX_PATH = b"/webclientdata"
 
 _FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -106,19 +111,30 @@ async def _serve_one(
             stream, portal.tls_context, server_side=True, https_compatible=True
         )
     try:
+        request: h11.Request | None = None
+        form: bytes | None = None
         with trio.move_on_after(settings.web_request_timeout):
             request = await _next_request(connection, transport)
-            if request is None:
-                return
+            if request is not None and _is_ajax(request):
+                form = await _read_body(connection, transport, settings.ajax_max_body)
+        if request is None:
+            return
+        address = peer_address(stream)
+        forwarded = next(
+            (v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"), None
+        )
+        refusal = None
+        if forwarded is not None:
+            refusal, address = forwarded_address(portal, address, forwarded)
+        if refusal is not None:
+            status, body = 403, refusal.encode() + b"\n"
+            content_type = "text/plain; charset=utf-8"
+        elif _is_ajax(request):
+            # A poll may wait (ajax_poll_timeout): outside the request's own time.
+            status, body, content_type = await _ajax(portal, form, address)
+        else:
             status, body, content_type = _answer(pages, request)
-            forwarded = next(
-                (v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"), None
-            )
-            if forwarded is not None:
-                refusal, _ = forwarded_address(portal, peer_address(stream), forwarded)
-                if refusal is not None:
-                    status, body = 403, refusal.encode() + b"\n"
-                    content_type = "text/plain; charset=utf-8"
+        with trio.move_on_after(settings.web_request_timeout):
             headers = [
                 (b"Content-Type", content_type.encode()),
                 (b"Content-Length", str(len(body)).encode()),
@@ -138,6 +154,39 @@ async def _serve_one(
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(transport)
         portal.release_socket()
+
+
+def _is_ajax(request: h11.Request) -> bool:
+    return request.method == b"POST" and request.target.split(b"?", 1)[0] == AJAX_PATH
+
+
+async def _read_body(
+    connection: h11.Connection, stream: trio.abc.Stream, limit: int
+) -> bytes | None:
+    """The request's body, or None when it is over ``limit`` bytes."""
+    body = bytearray()
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            connection.receive_data(bytes(await stream.receive_some(16384)))
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > limit:
+                return None
+        else:
+            return bytes(body)
+
+
+async def _ajax(portal: ListenerHost, form: bytes | None, address: str) -> tuple[int, bytes, str]:
+    json_type = "application/json; charset=utf-8"
+    if form is None:
+        limit = portal.settings.ajax_max_body
+        return 413, f'{{"error": "a request body is at most {limit} bytes"}}'.encode(), json_type
+    fields = {
+        k: v[0] for k, v in parse_qs(form.decode("utf-8", "replace"), max_num_fields=8).items()
+    }
+    status, text = await ajax.handle(portal, fields, address)
+    return status, text.encode("utf-8"), json_type
 
 
 async def _next_request(connection: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:

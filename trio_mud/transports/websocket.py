@@ -281,11 +281,10 @@ class WebSocketSession(Connection):
     def _encode(self, message: DataOut | Broadcast) -> str | bytes | None:
         cmdname, args, kwargs = message.cmdname, message.args, message.kwargs
         flags = self.session.protocol_flags
+        if self.subprotocol == EVENNIA:
+            return evennia_frame(message)
         if cmdname in ("text", "prompt"):
             text = str(args[0]) if args else ""
-            if self.subprotocol == EVENNIA:
-                options = {"password": True} if kwargs.get("password") else {}
-                return json.dumps([cmdname, [markup.render_html(text)], options])
             ansi = markup.render(
                 text, markup.level_for(flags), screenreader=bool(flags.get("SCREENREADER"))
             )
@@ -295,8 +294,6 @@ class WebSocketSession(Connection):
                 ansi += "\r\n"
             return ansi.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
         payload: Any = kwargs or (args[0] if len(args) == 1 else list(args) or None)
-        if self.subprotocol == EVENNIA:
-            return json.dumps([cmdname, list(args), kwargs])
         advertised = "GMCP_SUPPORTS" in flags
         if advertised and not gmcp_wanted(self.gmcp_supports, gmcp_package(cmdname)):
             return None  # the client said which packages it takes; not this one
@@ -308,6 +305,18 @@ class WebSocketSession(Connection):
                 {"proto": "gmcp", "id": gmcp_package(cmdname), "data": json.dumps(payload)}
             )
         return None
+
+
+def evennia_frame(message: DataOut | Broadcast) -> str:
+    """Output in Evennia's web client format: ``[cmdname, [args], {kwargs}]``.
+
+    Game text and prompts go as HTML (escaped, coloured by the server).
+    """
+    cmdname, args, kwargs = message.cmdname, message.args, message.kwargs
+    if cmdname in ("text", "prompt"):
+        options = {"password": True} if kwargs.get("password") else {}
+        return json.dumps([cmdname, [markup.render_html(str(args[0]) if args else "")], options])
+    return json.dumps([cmdname, list(args), kwargs])
 
 
 async def serve_websockets(
