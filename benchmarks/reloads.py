@@ -875,6 +875,14 @@ def report(
         f"last/first duration: {ratio:.2f}x (target <= {TARGET_RATIO:g}x:"
         f" {'ok' if ratio <= TARGET_RATIO else 'NO'})"
     )
+    if len(durations) >= 6:
+        # one pair of reloads is noisy on a loaded 2-core machine: the trend too
+        early, late = statistics.median(durations[:3]), statistics.median(durations[-3:])
+        slope = statistics.linear_regression(range(len(durations)), durations).slope
+        print(
+            f"trend: median of the last 3 / median of the first 3: {late / early:.2f}x;"
+            f" least-squares slope {slope * 1000:+.1f} ms per reload"
+        )
     first, last = rows[0], rows[-1]
 
     def change(a: int | None, b: int | None, unit: str = "") -> str:
