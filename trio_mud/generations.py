@@ -162,6 +162,21 @@ def _numbered(message: PortalMessage, txid: int) -> PortalMessage:
     return attrs.evolve(message, txid=txid)
 
 
+def queued_nowait(channel: trio.MemoryReceiveChannel[Any], most: int) -> list[Any]:
+    """What is queued in ``channel`` already (at most ``most``), without waiting.
+
+    Both ends of the link use it to take a burst in one go: the handler to
+    handle it before yielding, the link's writers to send it in one write.
+    """
+    items: list[Any] = []
+    while len(items) < most:
+        try:
+            items.append(channel.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return items
+
+
 class Generations:
     """Runs handler generations for a portal; see the module's docstring.
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import trio
 from attrs import define, field, frozen
 
-from .generations import PortalLink
+from .generations import PortalLink, queued_nowait
 from .messages import (
     Broadcast,
     Connect,
@@ -220,7 +220,7 @@ class Handler:
                 # Everything queued already is handled before yielding: the
                 # output of a burst of commands then reaches each client's
                 # writer together, as one write instead of one each.
-                for message in [first, *_queued(link.inbound)]:
+                for message in [first, *queued_nowait(link.inbound, _BATCH)]:
                     if isinstance(message, Pause):
                         await self._pause()
                     elif not isinstance(message, Resume):
@@ -409,17 +409,6 @@ class Handler:
 
 #: Most queued messages the handler takes in one go before it lets others run.
 _BATCH = 256
-
-
-def _queued(channel: trio.MemoryReceiveChannel[Any]) -> list[Any]:
-    """What is queued in ``channel`` already (at most a batch), without waiting."""
-    items: list[Any] = []
-    while len(items) < _BATCH:
-        try:
-            items.append(channel.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-    return items
 
 
 def _counters(session: ServerSession) -> SyncData:

@@ -31,7 +31,7 @@ from typing import Any
 import cattrs
 import trio
 
-from .generations import PortalLink
+from .generations import PortalLink, queued_nowait
 from .messages import (
     Connect,
     DataIn,
@@ -209,7 +209,7 @@ async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
         async for first in link.inbound:
             # Let the rest of a burst arrive first: one write then carries it.
             await trio.lowlevel.cancel_shielded_checkpoint()
-            batch = [first, *_drain(link.inbound)]
+            batch = [first, *queued_nowait(link.inbound, _LINK_BATCH)]
             data, failed = encode_many(batch)
             for message, exc in failed:
                 log.error("cannot send %s to the server: %s", describe(message), exc)
@@ -228,17 +228,6 @@ async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
 
 #: Most messages one write on the link carries.
 _LINK_BATCH = 512
-
-
-def _drain(channel: trio.MemoryReceiveChannel[Any]) -> list[Any]:
-    """What is queued in ``channel`` already (at most a batch), without waiting."""
-    items: list[Any] = []
-    while len(items) < _LINK_BATCH:
-        try:
-            items.append(channel.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-    return items
 
 
 async def _relay_stderr(process: trio.Process, tail: deque[str]) -> None:
@@ -337,7 +326,7 @@ class RemotePortal:
             async for first in self._out_recv:
                 # The handler may still be at work on a burst: let it finish.
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                data, failed = encode_many([first, *_drain(self._out_recv)])
+                data, failed = encode_many([first, *queued_nowait(self._out_recv, _LINK_BATCH)])
                 for message, exc in failed:
                     log.error("cannot send %s to the portal: %s", describe(message), exc)
                 if data:
