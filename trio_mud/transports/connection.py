@@ -34,6 +34,7 @@ from ..messages import (
     PortalMessage,
     normalize,
 )
+from ..protocols import proxy
 from ..session import Session
 from ..settings import Settings
 
@@ -225,9 +226,6 @@ class Outbox:
         self.limit = limit
         self._items: list[Outgoing] = []
         self._waiter: trio.lowlevel.Task | None = None
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def put_nowait(self, item: Outgoing) -> bool:
         """Queue ``item``; False (nothing queued) when the queue is full."""
@@ -442,3 +440,30 @@ def _mssp_text(variables: list[tuple[str, str]]) -> str:
     """The plain-text MSSP reply that crawlers read at the login screen."""
     lines = ["MSSP-REPLY-START", *(f"{name}\t{value}" for name, value in variables)]
     return "\n".join(markup.escape(line) for line in [*lines, "MSSP-REPLY-END"])
+
+
+def forwarded_address(
+    host: ListenerHost, peer: str, forwarded: str | None
+) -> tuple[str, tuple[int, str] | None]:
+    """The client's address for a request with ``X-Forwarded-For`` ``forwarded``,
+    and a refusal (HTTP status, text) or None.
+
+    The header is believed only from the proxies in ``upstream_ips`` (and the
+    client it names is then rate-limited as itself); from anyone else it is
+    refused, as is one that names no IP address.
+    """
+    if forwarded is None:
+        return peer, None
+    if not proxy.trusted(peer, host.settings.upstream_ips):
+        host.log_limited(
+            logging.WARNING,
+            f"xff {peer}",
+            "refused a request from %s: X-Forwarded-For is only taken from upstream_ips",
+            peer,
+        )
+        return peer, (403, "X-Forwarded-For is only taken from the game's own proxies.")
+    address = proxy.forwarded_for(forwarded)
+    if address is None:
+        return peer, (400, "X-Forwarded-For names no IP address.")
+    refusal = host.admit_forwarded(address)
+    return address, None if refusal is None else (429, refusal)

@@ -157,12 +157,7 @@ class TelnetConnection(Connection):
             shared: list[bytes] = []
             for message in batch:
                 if type(message) is Broadcast and message.cmdname == "text":
-                    data = message.rendered.get(key)
-                    if data is None:
-                        data = message.rendered[key] = self._encode_text(
-                            str(message.args[0]) if message.args else ""
-                        )
-                    shared.append(data)
+                    shared.append(self._shared_text(message, key))
                     continue
                 if shared:
                     self.protocol.send_encoded(b"".join(shared))
@@ -234,10 +229,7 @@ class TelnetConnection(Connection):
         """Queue ``message`` in the protocol, in this client's form."""
         cmdname, args, kwargs = message.cmdname, message.args, message.kwargs
         if cmdname == "text":
-            if type(message) is Broadcast:
-                self._render_shared_text(message)
-            else:
-                self._render_text(str(args[0]) if args else "")
+            self._render_text(str(args[0]) if args else "")
         elif cmdname == "prompt":
             flags = self.session.protocol_flags
             self.protocol.send_prompt(
@@ -271,15 +263,14 @@ class TelnetConnection(Connection):
             rendered += "\n"
         return TelnetProtocol.encode_text(rendered, flags.get("ENCODING", "utf-8"))
 
-    def _render_shared_text(self, message: Broadcast) -> None:
-        """Text for many clients: encoded once per kind of client, then reused."""
-        key = self._render_key()
-        data = message.rendered.get(key)
+    def _shared_text(self, message: Broadcast, key: tuple[Any, ...]) -> bytes:
+        """A broadcast's text for clients shown it as ``key``: encoded once, reused."""
+        data: bytes | None = message.rendered.get(key)
         if data is None:
             data = message.rendered[key] = self._encode_text(
                 str(message.args[0]) if message.args else ""
             )
-        self.protocol.send_encoded(data)
+        return data
 
 
 async def refuse_telnet(stream: trio.SocketStream, refusal: str) -> None:

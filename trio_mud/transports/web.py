@@ -20,8 +20,7 @@ import trio
 
 from ..admission import open_listeners, peer_address
 from . import ajax
-from .connection import ListenerHost
-from .websocket import forwarded_address
+from .connection import ListenerHost, forwarded_address
 
 log = logging.getLogger("trio_mud.web")
 
@@ -119,15 +118,12 @@ async def _serve_one(
                 form = await _read_body(connection, transport, settings.ajax_max_body)
         if request is None:
             return
-        address = peer_address(stream)
         forwarded = next(
             (v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"), None
         )
-        refusal = None
-        if forwarded is not None:
-            refusal, address = forwarded_address(portal, address, forwarded)
+        address, refusal = forwarded_address(portal, peer_address(stream), forwarded)
         if refusal is not None:
-            status, body = 403, refusal.encode() + b"\n"
+            status, body = refusal[0], refusal[1].encode() + b"\n"
             content_type = "text/plain; charset=utf-8"
         elif _is_ajax(request):
             # A poll may wait (ajax_poll_timeout): outside the request's own time.

@@ -46,7 +46,6 @@ from trio_websocket import (
 from .. import markup
 from ..admission import open_listeners
 from ..messages import Broadcast, DataOut, Disconnect, SessionUpdate
-from ..protocols import proxy
 from ..protocols.mudtelnet import (
     gmcp_input,
     gmcp_package,
@@ -64,7 +63,7 @@ from ..protocols.wsformats import (
     choose_subprotocol,
     decode_frame,
 )
-from .connection import FLUSH, Connection, ListenerHost
+from .connection import FLUSH, Connection, ListenerHost, forwarded_address
 
 log = logging.getLogger("trio_mud.websocket")
 
@@ -415,31 +414,6 @@ def origin_allowed(
     return parts.hostname == (host_name or "").lower() and port in page_ports
 
 
-def forwarded_address(
-    host: ListenerHost, peer: str, forwarded: str | None
-) -> tuple[str | None, str]:
-    """(a refusal or None, the client's address) for a request with ``forwarded``.
-
-    ``X-Forwarded-For`` is believed only from the proxies in ``upstream_ips``
-    (and the client it names is then rate-limited as itself); from anyone
-    else it is refused, as is one that names no IP address.
-    """
-    if forwarded is None:
-        return None, peer
-    if not proxy.trusted(peer, host.settings.upstream_ips):
-        host.log_limited(
-            logging.WARNING,
-            f"xff {peer}",
-            "refused a request from %s: X-Forwarded-For is only taken from upstream_ips",
-            peer,
-        )
-        return "X-Forwarded-For is only taken from the game's own proxies.", peer
-    address = proxy.forwarded_for(forwarded)
-    if address is None:
-        return "X-Forwarded-For names no IP address.", peer
-    return host.admit_forwarded(address), address
-
-
 def _header(request: WebSocketRequest, name: bytes) -> str | None:
     for key, value in request.headers:
         if key.lower() == name:
@@ -453,9 +427,10 @@ async def _handle(portal: ListenerHost, request: WebSocketRequest) -> None:
     # wsproto keeps Host apart from the other headers.
     host = getattr(getattr(request, "_event", None), "host", None)
     page_ports = [port for _, port in portal.web_addresses]
-    refusal, address = forwarded_address(portal, address, _header(request, b"x-forwarded-for"))
+    address, refusal = forwarded_address(portal, address, _header(request, b"x-forwarded-for"))
     if refusal is not None:
-        await request.reject(403 if "proxies" in refusal else 429, body=refusal.encode() + b"\n")
+        status, text = refusal
+        await request.reject(status, body=text.encode() + b"\n")
         return
     if not origin_allowed(origin, host, page_ports, portal.settings.websocket_allowed_origins):
         portal.log_limited(
