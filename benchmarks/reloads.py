@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import re
 import resource
 import shutil
@@ -58,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+from _procs import children_of, code_version, fd_count, machine, proc_state, take_snapshot
 
 LISTENING = re.compile(r"telnet listening on 127\.0\.0\.1 port (\d+)")
 ANSWER = re.compile(rb"You see no 'zq(\d+)x(\d+)' here\.")
@@ -102,39 +102,12 @@ def status(pid: int) -> dict[str, int]:
     return fields
 
 
-def fd_count(pid: int) -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-
-
-def proc_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read().decode()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()[0]
-
-
 def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as raw:
             return raw.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return "?"
-
-
-def children_of(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as children:
-                kids.extend(int(x) for x in children.read().split())
-    except OSError:
-        pass
-    return kids
 
 
 def server_pids(portal: int) -> list[int]:
@@ -256,19 +229,6 @@ def kind_of(target: str) -> str:
 # -- the server ---------------------------------------------------------------------------
 
 
-def machine() -> str:
-    model = "?"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
-        f"Python {sys.version.split()[0]}, trio {trio.__version__}"
-    )
-
-
 @dataclass
 class LogLine:
     at: float  # trio.current_time() when it arrived
@@ -303,39 +263,6 @@ class ServerLog:
                 if pattern.search(line.text):
                     return line
             await self.arrived.park()
-
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def code_version(pythonpath: str | None) -> str:
-    """The commit of the tree the servers import from, and files changed under trio_mud/."""
-    root = Path(pythonpath) if pythonpath else REPO
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "--no-optional-locks", "-C", str(root), "status", "--porcelain", "trio_mud"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return f"{root} (not a git checkout)"
-    return f"{root} at {head} with {len(changed)} uncommitted change(s) under trio_mud/"
-
-
-def take_snapshot(pythonpath: str | None) -> str:
-    """A copy of the trio_mud/ the servers would import, so that every server process
-    (every reload) runs the same code while the checkout changes; its parent dir."""
-    source = (Path(pythonpath) if pythonpath else REPO) / "trio_mud"
-    parent = tempfile.mkdtemp(prefix="bench-code-")
-    shutil.copytree(source, Path(parent) / "trio_mud", ignore=shutil.ignore_patterns("__pycache__"))
-    return parent
 
 
 def server_env(pythonpath: str | None) -> dict[str, str]:
