@@ -458,36 +458,35 @@ class Portal:
                     return
                 transport = PrefixedStream(stream, rest) if rest else stream
             if secure:
-                assert self._tls_context is not None
-                tls_stream = trio.SSLStream(transport, self._tls_context, server_side=True)
-                with trio.move_on_after(self.settings.handshake_timeout) as waiting:
-                    try:
-                        await tls_stream.do_handshake()
-                    except trio.BrokenResourceError as exc:
-                        self.log_limited(
-                            logging.INFO,
-                            f"tls {address}",
-                            "TLS handshake with %s failed: %s",
-                            address,
-                            exc.__cause__ or exc,
-                        )
-                        return
-                if waiting.cancelled_caught:
-                    self.log_limited(
-                        logging.INFO,
-                        f"tls {address}",
-                        "TLS handshake with %s took over %g s; closed",
-                        address,
-                        self.settings.handshake_timeout,
-                    )
+                secured = await self._tls_handshake(transport, address)
+                if secured is None:
                     return
-                transport = tls_stream
+                transport = secured
             session = self.new_session("telnet/ssl" if secure else "telnet", address)
             await self.run_connection(TelnetConnection(self, transport, session))
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(transport)
             self.release_socket()
+
+    async def _tls_handshake(
+        self, transport: trio.abc.Stream, address: str
+    ) -> trio.SSLStream[trio.abc.Stream] | None:
+        """``transport`` over TLS once the handshake is done, or None (logged)
+        when it fails or takes over ``handshake_timeout``."""
+        assert self._tls_context is not None
+        secured = trio.SSLStream(transport, self._tls_context, server_side=True)
+        why: object = f"it took over {self.settings.handshake_timeout:g} s"
+        with trio.move_on_after(self.settings.handshake_timeout):
+            try:
+                await secured.do_handshake()
+                return secured
+            except trio.BrokenResourceError as exc:
+                why = exc.__cause__ or exc
+        self.log_limited(
+            logging.INFO, f"tls {address}", "TLS handshake with %s failed: %s", address, why
+        )
+        return None
 
     async def _read_proxy_header(
         self, stream: trio.SocketStream, peer: str
