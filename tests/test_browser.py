@@ -7,6 +7,7 @@ Playwright it is skipped, except in CI (``CI`` set), where it fails.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -70,6 +71,18 @@ def start_mud(
             bound[names[match.group(1)]] = int(match.group(2))
     threading.Thread(target=process.stderr.read, daemon=True).start()
     return process, bound
+
+
+@pytest.fixture(autouse=True)
+def plain_asyncio() -> Iterator[None]:
+    """Playwright's sync API runs an asyncio loop of its own in this thread.
+
+    Once trio-asyncio is imported (the SSH tests import it), a new loop
+    outside Trio would be trio-asyncio's (see docs/ssh.md): ask for a plain one.
+    """
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    yield
+    asyncio.set_event_loop_policy(None)
 
 
 @pytest.fixture

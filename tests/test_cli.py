@@ -125,6 +125,16 @@ def test_a_port_in_use_is_one_line_naming_the_option(tmp_path: Path) -> None:
     one_clear_line(result, 1, f"port {port}", "in use", "--telnet-port")
 
 
+def test_an_unusable_ssh_host_key_is_one_line(tmp_path: Path) -> None:
+    key = tmp_path / "host_key"
+    key.write_text("not a key")
+    result = trio_mud(
+        "--telnet-port", "0", "--ssh-port", "0", "--data-dir", str(tmp_path),
+        "--set", f"ssh_host_key={key}",
+    )  # fmt: skip
+    one_clear_line(result, 1, "cannot use the SSH host key", str(key))
+
+
 def test_an_address_that_is_not_ours_is_one_line(tmp_path: Path) -> None:
     result = trio_mud("--interface", "192.0.2.1", "--telnet-port", "0", "--data-dir", str(tmp_path))
     one_clear_line(result, 1, "192.0.2.1", "not an address of this machine", "--interface")

@@ -1,8 +1,8 @@
-"""Real MUD clients against a running server: TinTin++ and plain telnet.
+"""Real clients against a running server: TinTin++, plain telnet and OpenSSH.
 
 Each client runs in its own tmux server (a private socket), which gives it a
 real terminal of a known size that the test can resize, type into and read.
-The clients are Debian packages (tintin++, telnet, tmux) that .ci/run
+The clients are Debian packages (tintin++, telnet, openssh-client, tmux) that .ci/run
 installs; where they are missing these tests are skipped, except in CI
 (``CI`` set), where a missing client is a failure.
 """
@@ -28,6 +28,7 @@ from .helpers import WAIT, login, make_settings, start_server
 TT = shutil.which("tt++") or shutil.which("tt++", path="/usr/games")
 TELNET = shutil.which("telnet")
 TMUX = shutil.which("tmux")
+SSH = shutil.which("ssh")
 
 
 def need(program: str | None, name: str) -> str:
@@ -256,3 +257,46 @@ async def test_tintin_over_tls(nursery: trio.Nursery, tmp_path: Path) -> None:
         await term.type("say encrypted ünïcode", "Enter")
         await term.wait_for_screen('You say, "encrypted ünïcode"')
         assert session.logged_in
+
+
+async def test_openssh_logs_in_plays_and_follows_the_window(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """OpenSSH's own client: password login, line editing, a live window size."""
+    ssh = need(SSH, "OpenSSH's ssh client")
+    server = await start_server(nursery, make_settings(tmp_path, ssh_ports=(0,)))
+    await (await login(server.telnet_port, "Tia")).aclose()
+    known_hosts = tmp_path / "known_hosts"
+    command = [
+        "sh", "-c", '"$@"; echo "[ssh exited: $?]"; sleep 60', "ssh",
+        ssh, "-p", str(server.ssh_port), "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=accept-new", "-o", "PubkeyAuthentication=no",
+        "-o", "PreferredAuthentications=password", "-F", "/dev/null", "tia@127.0.0.1",
+    ]  # fmt: skip
+    async with terminal(command, width=100, height=30) as term:
+        await term.wait_for_screen("password:")
+        await term.type("correct horse", "Enter")
+        await term.wait_for_screen("Exits:")
+        session = await wait_until(
+            lambda: portal_session(server, lambda s: s.protocol_key == "ssh"),
+            lambda found: found is not None,
+        )
+        assert session.logged_in and session.protocol_flags["SCREENWIDTH"] == {0: 100}
+        assert session.protocol_flags["CLIENTNAME"].startswith("OpenSSH")
+        # Keystrokes edited by the server: a typo fixed with Backspace.
+        await term.type("say helo", "BSpace", "lo there", "Enter")
+        screen = await term.wait_for_screen('You say, "hello there"')
+        assert "correct horse" not in screen
+        # A new window size reaches the session, as NAWS would.
+        await term.resize(132, 40)
+        await wait_until(
+            lambda: session.protocol_flags.get("SCREENWIDTH"), lambda width: width == {0: 132}
+        )
+        # Up brings back the last command; Ctrl-D on an empty line leaves.
+        await term.type("Up", "Enter")
+        await wait_until(term.screen, lambda screen: screen.count('You say, "hello there"') == 2)
+        await term.type("C-d")
+        screen = await term.wait_for_screen("[ssh exited: 0]")
+        assert "Goodbye." in screen
+    # The host key was written down once, and is the one the server keeps.
+    assert known_hosts.read_text().count("ssh-ed25519") == 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import ssl
 from pathlib import Path
 
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
@@ -199,3 +201,43 @@ async def test_the_web_page_and_websocket_over_https_and_wss(tmp_path: Path) -> 
                 answer += chunk
         assert b"101" not in answer and b"session" not in answer
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+async def test_typing_over_websockets_through_a_reload_and_a_kill_9(
+    tmp_path: Path, secure: bool
+) -> None:
+    settings = make_settings(tmp_path, web_tls=secure)
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(Server(settings, mode="process").run)
+        starter = server.portal.starter
+        assert isinstance(starter, ProcessStarter)
+        if secure:
+            context = ssl.create_default_context(cafile=str(tmp_path / GENERATED_CERTIFICATE))
+            url, options = f"wss://localhost:{server.websocket_port}/", {"ssl_context": context}
+        else:
+            url, options = f"ws://127.0.0.1:{server.websocket_port}/", {}
+        said: list[str] = []
+        async with open_websocket_url(url, **options) as ws:
+
+            async def read_until(marker: str) -> None:
+                with trio.fail_after(10):
+                    while True:
+                        frame = json.loads(await ws.get_message())
+                        text = str(frame[1][0]) if frame[0] == "text" and frame[1] else ""
+                        said.extend(re.findall(r"You say, &quot;(line-\d+)&quot;", text))
+                        if marker in text:
+                            return
+
+            await ws.send_message(json.dumps(["text", ["create Wendy correct horse"], {}]))
+            await read_until("Exits:")
+            for n in range(30):
+                await ws.send_message(json.dumps(["text", [f"say line-{n}"], {}]))
+                if n == 10:
+                    assert await server.reload() is None
+                if n == 20:
+                    assert starter.pid is not None
+                    os.kill(starter.pid, signal.SIGKILL)
+            await read_until("line-29")
+        assert said == [f"line-{n}" for n in range(30)]  # each once, in order
+        server.shutdown()

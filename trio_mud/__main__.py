@@ -46,6 +46,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "ssl_certificate/ssl_private_key, a self-signed certificate is made in the data dir",
     )
     parser.add_argument(
+        "--ssh-port",
+        type=int,
+        action="append",
+        metavar="PORT",
+        help="SSH port; repeat for several (default: none). `ssh -p PORT name@host` "
+        "with the account's password logs in; the host key is made in the data dir",
+    )
+    parser.add_argument(
         "--websocket-port",
         type=int,
         default=defaults.websocket_port,
@@ -260,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "telnet_interfaces": tuple(args.interface or defaults.telnet_interfaces),
                 "telnet_ports": ports,
                 **({"ssl_ports": tuple(args.ssl_port)} if args.ssl_port else {}),
+                **({"ssh_ports": tuple(args.ssh_port)} if args.ssh_port else {}),
                 "data_dir": args.data_dir,
                 "idle_timeout": args.idle_timeout,
                 **(
@@ -307,10 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.embedded:
         pin_mmap_threshold()  # the game, and its password hashes, run here
     server = Server(settings, mode="embedded" if args.embedded else "process")
+    setup_errors: tuple[type[Exception], ...] = (ListenError, TLSSetupError)
+    if settings.ssh_ports:
+        from .transports.ssh import SSHSetupError  # asyncssh loads only when used
+
+        setup_errors += (SSHSetupError,)
     status = 0
     try:
         trio.run(serve, server)
-    except* (ListenError, TLSSetupError) as group:
+    except* setup_errors as group:
         for error in _leaves(group):
             print(f"trio_mud: {error}", file=sys.stderr)
         status = 1

@@ -119,6 +119,8 @@ class Portal:
         self._tls_context: ssl.SSLContext | None = None
         self.websocket_addresses: list[tuple[str, int]] = []
         self.web_addresses: list[tuple[str, int]] = []
+        #: SSH listeners' addresses (``ssh_ports``).
+        self.ssh_addresses: list[tuple[str, int]] = []
         #: Resume token -> WebSocket session (see trio_mud.transports.websocket).
         self.websocket_tokens: dict[str, Any] = {}
         #: csessid -> AJAX session (see trio_mud.transports.ajax).
@@ -443,20 +445,12 @@ class Portal:
             address = "?"
         transport: trio.abc.Stream = stream
         try:
-            if proxy.trusted(address, self.settings.upstream_ips):
-                # A proxy's connection starts with the client's address.
-                found = await self._read_proxy_header(stream, address)
-                if found is None:
-                    return
-                header, rest = found
-                address = header.source or address
-                refusal = self.admit_forwarded(address) if header.source else None
-                if refusal is not None:
-                    if not secure:
-                        with trio.move_on_after(1.0):
-                            await refuse_telnet(stream, refusal)
-                    return
-                transport = PrefixedStream(stream, rest) if rest else stream
+            unwrapped = await self.behind_proxy(
+                stream, address, refuse=None if secure else refuse_telnet
+            )
+            if unwrapped is None:
+                return
+            transport, address = unwrapped
             if secure:
                 secured = await self._tls_handshake(transport, address)
                 if secured is None:
@@ -468,6 +462,36 @@ class Portal:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(transport)
             self.release_socket()
+
+    async def behind_proxy(
+        self,
+        stream: trio.SocketStream,
+        address: str,
+        *,
+        refuse: Callable[[trio.SocketStream, str], Awaitable[None]] | None = None,
+    ) -> tuple[trio.abc.Stream, str] | None:
+        """The stream to go on with and the client's address, for a new socket.
+
+        A socket from a trusted proxy (``upstream_ips``) starts with a PROXY
+        header naming the client: it is read here, and the client admitted
+        as itself (``refuse(stream, text)`` may tell it why not). None when
+        the connection must be closed (logged); otherwise ``stream`` and
+        ``address`` as they were, for anyone else.
+        """
+        if not proxy.trusted(address, self.settings.upstream_ips):
+            return stream, address
+        found = await self._read_proxy_header(stream, address)
+        if found is None:
+            return None
+        header, rest = found
+        address = header.source or address
+        refusal = self.admit_forwarded(address) if header.source else None
+        if refusal is not None:
+            if refuse is not None:
+                with trio.move_on_after(1.0):
+                    await refuse(stream, refusal)
+            return None
+        return (PrefixedStream(stream, rest) if rest else stream), address
 
     async def _tls_handshake(
         self, transport: trio.abc.Stream, address: str

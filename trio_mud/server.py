@@ -75,6 +75,11 @@ class Server:
         return self.portal.tls_addresses[0][1]
 
     @property
+    def ssh_port(self) -> int:
+        """The first SSH port actually bound (``ssh_ports``)."""
+        return self.portal.ssh_addresses[0][1]
+
+    @property
     def telnet_port(self) -> int:
         """The first telnet port actually bound (useful after asking for 0)."""
         return self.portal.telnet_addresses[0][1]
@@ -103,6 +108,10 @@ class Server:
                     await web.start(serve_websockets, self.portal)
                 if self.settings.web_port is not None:
                     await web.start(serve_web, self.portal)
+                if self.settings.ssh_ports:
+                    from .transports.ssh import serve_ssh  # asyncssh loads only when used
+
+                    await web.start(serve_ssh, self.portal)
                 log.info(
                     "%s is up (%s mode); data in %s",
                     self.settings.server_name,

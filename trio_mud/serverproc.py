@@ -78,6 +78,10 @@ class ServerStartError(Exception):
 # -- the portal's side ----------------------------------------------------------------
 
 
+#: What a server process runs.
+_ENTRY = "from trio_mud.serverproc import main; main()"
+
+
 class ProcessStarter:
     """Runs each handler generation as a ``trio_mud.serverproc`` process."""
 
@@ -91,7 +95,9 @@ class ProcessStarter:
         parent, child = socket.socketpair()
         try:
             process = await trio.lowlevel.open_process(
-                [self.python, "-m", "trio_mud.serverproc", "--fd", str(child.fileno())],
+                # Not ``-m trio_mud.serverproc``: the package imports this
+                # module first, and runpy would warn about running it twice.
+                [self.python, "-c", _ENTRY, "--fd", str(child.fileno())],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -99,9 +99,20 @@ class Settings:
     #: self-signed pair is made once in the data directory.
     ssl_certificate: Path | None = field(default=None, converter=attrs.converters.optional(Path))
     ssl_private_key: Path | None = field(default=None, converter=attrs.converters.optional(Path))
+    #: SSH ports (``ssh -p PORT name@host``); none by default, 0 picks a free
+    #: port. The user name and password log in to the game's account.
+    ssh_ports: tuple[int, ...] = field(default=(), converter=_tuple, validator=_ports)
+    #: The SSH host key (OpenSSH's private key format); when unset, an Ed25519
+    #: key is made once in the data directory and kept.
+    ssh_host_key: Path | None = field(default=None, converter=attrs.converters.optional(Path))
+    #: Seconds an SSH client may take from connecting to its shell (password
+    #: typing included).
+    ssh_login_timeout: float = field(default=60.0, validator=_positive)
+    #: Lines an SSH player can bring back with the Up key.
+    ssh_history_size: int = field(default=100, validator=_non_negative)
     #: Proxies whose word is taken for a client's address (Evennia's
     #: UPSTREAM_IPS): addresses or networks (``10.0.0.0/8``). Connections from
-    #: them on telnet and TLS ports must start with a PROXY header (v1 or v2);
+    #: them on telnet, TLS and SSH ports must start with a PROXY header (v1 or v2);
     #: on the web and WebSocket ports their ``X-Forwarded-For`` is used. From
     #: anyone else such a header is not believed (an ``X-Forwarded-For`` is
     #: refused).

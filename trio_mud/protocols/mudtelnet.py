@@ -821,6 +821,13 @@ def _mssp_clean(text: str) -> bytes:
     return bytes(b for b in data if b not in (0, MSSP_VAR, MSSP_VAL, IAC))
 
 
+def terminal_flags(name: str) -> dict[str, Any]:
+    """The colour flags a terminal type (``TERM``, say ``xterm-256color``) implies."""
+    flags: dict[str, Any] = {}
+    _apply_terminal(name.upper(), flags)
+    return flags
+
+
 def _apply_terminal(upper: str, flags: dict[str, Any]) -> None:
     if "TRUECOLOR" in upper or "DIRECT" in upper or "24BIT" in upper:
         flags["TRUECOLOR"] = True

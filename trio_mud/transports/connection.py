@@ -103,6 +103,7 @@ class ListenerHost(ConnectionHost, Protocol):
     ajax_sessions: dict[str, Any]
     websocket_addresses: list[tuple[str, int]]
     web_addresses: list[tuple[str, int]]
+    ssh_addresses: list[tuple[str, int]]
 
     @property
     def tls_context(self) -> ssl.SSLContext | None:
@@ -119,6 +120,17 @@ class ListenerHost(ConnectionHost, Protocol):
 
     def admit_forwarded(self, address: str) -> str | None:
         """Why the client a trusted proxy names may not connect now, or None."""
+        ...
+
+    async def behind_proxy(
+        self, stream: trio.SocketStream, address: str
+    ) -> tuple[trio.abc.Stream, str] | None:
+        """The stream and client address for a new socket, past any PROXY
+        header from a trusted proxy; None when it must be closed."""
+        ...
+
+    async def run_connection(self, conn: Connection) -> None:
+        """Run ``conn`` as one of the portal's connections, in this task."""
         ...
 
     def new_session(self, protocol_key: str, address: str) -> PortalSession:

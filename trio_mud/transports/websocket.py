@@ -132,7 +132,7 @@ class WebSocketSession(Connection):
             registry.pop(self.token, None)
             ws = self.ws
             if ws is not None:
-                with trio.move_on_after(1), trio.CancelScope(shield=True):
+                with trio.move_on_after(1, shield=True):
                     await ws.aclose()
 
     async def serve_socket(self, ws: WebSocketConnection, *, resumed: bool) -> None:
@@ -151,7 +151,7 @@ class WebSocketSession(Connection):
         finally:
             if self.ws is ws:
                 self._detach()
-            with trio.move_on_after(1), trio.CancelScope(shield=True):
+            with trio.move_on_after(1, shield=True):
                 await ws.aclose()
 
     async def _heartbeat(self, ws: WebSocketConnection, scope: trio.CancelScope) -> None:
