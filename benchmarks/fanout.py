@@ -296,7 +296,9 @@ async def stop(server: Server) -> None:
 
 def mud_server(args: argparse.Namespace, data_dir: str, embedded: bool, clients: int) -> Server:
     argv = [
-        sys.executable, "-m", "trio_mud", "--no-web", "--telnet-port", "0",
+        sys.executable, "-m", "trio_mud",
+        "--set", "max_connections_per_address=100000",  # many clients on loopback
+        "--no-web", "--telnet-port", "0",
         "--data-dir", data_dir, "--log-level", "INFO",
         "--set", "password_hash_time_cost=1", "--set", "password_hash_memory_kib=8192",
         "--set", f"connection_rate_burst={clients * 2}",

@@ -261,7 +261,9 @@ class Server:
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "trio_mud", "--no-web", "--telnet-port", "0",
+        return [sys.executable, "-m", "trio_mud",
+        "--set", "max_connections_per_address=100000",  # many clients on loopback
+        "--no-web", "--telnet-port", "0",
                 "--data-dir", self.data_dir, *self.args]  # fmt: skip
 
     @property

@@ -172,6 +172,8 @@ async def main(clients: int, commands: int, embedded: bool) -> None:
             "--set",
             f"connection_rate_burst={clients * 2}",
             "--set",
+            "max_connections_per_address=100000",
+            "--set",
             f"max_connection_rate={clients * 2}",
         ]
 

@@ -532,7 +532,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"server code: trio_mud from {where_trio_mud(env, workdir)}")
     log_path = Path(f"/tmp/reloads-{mode}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
     argv = [
-        sys.executable, "-m", "trio_mud", "--no-web", "--telnet-port", "0",
+        sys.executable, "-m", "trio_mud",
+        "--set", "max_connections_per_address=100000",  # many clients on loopback
+        "--no-web", "--telnet-port", "0",
         "--data-dir", os.path.join(workdir, "data"), "--log-level", "INFO",
         "--idle-timeout", "0",
         "--set", "password_hash_time_cost=1", "--set", "password_hash_memory_kib=8192",

@@ -50,7 +50,9 @@ class Player:
 
 async def start_server(data_dir: str, embedded: bool, sessions: int) -> tuple[trio.Process, int]:
     argv = [
-        sys.executable, "-m", "trio_mud", "--telnet-port", "0", "--data-dir", data_dir,
+        sys.executable, "-m", "trio_mud",
+        "--set", "max_connections_per_address=100000",  # many clients on loopback
+        "--telnet-port", "0", "--data-dir", data_dir,
         "--log-level", "INFO", "--no-web",
         "--set", "password_hash_time_cost=1", "--set", "password_hash_memory_kib=8192",
         "--set", f"connection_rate_burst={sessions * 2}",

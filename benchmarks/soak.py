@@ -383,7 +383,9 @@ class Row:
 
 def server_argv(data_dir: str, clients: int) -> list[str]:
     return [
-        sys.executable, "-m", "trio_mud", "--no-web", "--telnet-port", "0",
+        sys.executable, "-m", "trio_mud",
+        "--set", "max_connections_per_address=100000",  # many clients on loopback
+        "--no-web", "--telnet-port", "0",
         "--data-dir", data_dir, "--log-level", "INFO", "--idle-timeout", "0",
         "--set", "password_hash_time_cost=1", "--set", "password_hash_memory_kib=8192",
         "--set", f"connection_rate_burst={max(1000, clients * 2)}",

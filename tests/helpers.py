@@ -42,6 +42,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 8 * 1024,
         "connection_rate_burst": 1000,  # tests open many connections from one address
+        "max_connections_per_address": 1000,
     }
     values.update(overrides)
     return Settings(**values)

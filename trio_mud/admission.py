@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
@@ -163,3 +164,43 @@ def peer_address(stream: trio.SocketStream) -> str:
         return str(stream.socket.getpeername()[0])
     except OSError:
         return "?"
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class AddressSet:
+    """Addresses and networks (``203.0.113.7``, ``198.51.100.0/24``,
+    ``2001:db8::/32``), and whether an address is among them.
+
+    Single addresses are found in a set; networks are tried one by one (a
+    game bans few). An IPv4 address written as IPv6 (``::ffff:1.2.3.4``)
+    matches as IPv4. Entries that are not addresses are ignored.
+    """
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self._addresses: set[IPAddress] = set()
+        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in entries:
+            try:
+                network = ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                continue
+            if network.num_addresses == 1:
+                self._addresses.add(network.network_address)
+            else:
+                self._networks.append(network)
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str) or not (self._addresses or self._networks):
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return ip in self._addresses or any(ip in network for network in self._networks)
+
+    def __len__(self) -> int:
+        return len(self._addresses) + len(self._networks)

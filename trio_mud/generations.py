@@ -22,6 +22,7 @@ sessid, a way to route output to them, and the portal itself to hand to the
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import logging
@@ -34,12 +35,14 @@ from typing import Any, Protocol
 
 import attrs
 import trio
-from attrs import Factory, define
+from attrs import Factory, define, frozen
 
 from . import markup
 from .messages import (
+    BanList,
     Broadcast,
     Connect,
+    Counters,
     DataIn,
     DataOut,
     Disconnect,
@@ -52,6 +55,7 @@ from .messages import (
     ReloadRequest,
     Resume,
     SessionUpdate,
+    ShutdownRequest,
     SyncData,
     ToHandler,
     describe,
@@ -102,6 +106,48 @@ class GenerationHost(Protocol):
     async def attach(self) -> PortalLink:
         """What a starter's handler calls (the portal hands on to :meth:`Generations.attach`)."""
         ...
+
+    def control(self, message: ShutdownRequest | BanList | Counters) -> None:
+        """Act on a handler's request to the portal (shutdown, bans, counters)."""
+        ...
+
+
+class LatencyHistogram:
+    """Counts of durations by upper bound, and their sum (Prometheus's shape)."""
+
+    #: Upper bounds in seconds (the last bucket, +Inf, is implied).
+    BOUNDS: tuple[float, ...] = (
+        0.0005,
+        0.001,
+        0.0025,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+    )
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
+        self.total += seconds
+
+
+@frozen
+class ReloadRecord:
+    """One reload: when it ended (epoch seconds), how long it took, its error."""
+
+    at: float
+    seconds: float
+    error: str | None
 
 
 @define(eq=False)
@@ -214,12 +260,20 @@ class Generations:
         self._failures = 0
         # -- messages on their way
         self._txids = itertools.count(1)
-        self._inflight: dict[int, tuple[Connection, PortalMessage]] = {}
+        #: Messages a handler has, by id: their connection, and when they went.
+        self._inflight: dict[int, tuple[Connection, PortalMessage, float]] = {}
+        #: How long typed commands took, from leaving the portal to done.
+        self.command_latency = LatencyHistogram()
         #: Messages that were in hand when a handler died, by id (the message
         #: is kept too, so the id stays its own): if the next one dies with
         #: one of them in hand as well, it is dropped, never replayed again.
         self._suspects: dict[int, PortalMessage] = {}
         self.poisoned = 0
+        #: Reloads so far (the newest last; at most 100 kept) ...
+        self.reloads: deque[ReloadRecord] = deque(maxlen=100)
+        self.last_reload: ReloadRecord | None = None
+        #: ... and generations started after a crash.
+        self.restarts = 0
         self._held: dict[int, list[DataOut | Broadcast]] = {}
         self._ready: deque[Connection] = deque()
         self._ready_ids: set[int] = set()
@@ -287,7 +341,7 @@ class Generations:
     async def _send_to(self, gen: _Generation, conn: Connection, message: PortalMessage) -> bool:
         """Give ``message`` to ``gen``, numbered; False if that handler is gone."""
         txid = next(self._txids)
-        self._inflight[txid] = (conn, message)
+        self._inflight[txid] = (conn, message, time.monotonic())
         if isinstance(message, Connect):
             conn.introduced = True
         try:
@@ -359,6 +413,8 @@ class Generations:
                 self._suspects.pop(id(entry[1]), None)
                 if isinstance(entry[1], Connect):
                     entry[0].known = True
+                elif isinstance(entry[1], DataIn):
+                    self.command_latency.observe(time.monotonic() - entry[2])
             conn = self._host.connections.get(message.sessid)
             if message.sync_data and conn is not None:
                 conn.session.load_sync_data(message.sync_data)
@@ -378,6 +434,8 @@ class Generations:
         elif isinstance(message, ReloadRequest):
             if self._system is not None:
                 self._system.start_soon(self._reload_for, message.sessid)
+        elif isinstance(message, ShutdownRequest | BanList | Counters):
+            self._host.control(message)
         else:
             self._host.route(message)
 
@@ -432,7 +490,7 @@ class Generations:
         # be what kills them, and it is dropped instead.
         returned: dict[int, tuple[Connection, list[PortalMessage]]] = {}
         suspects: dict[int, PortalMessage] = {}
-        for _, (conn, message) in sorted(self._inflight.items()):
+        for _, (conn, message, _) in sorted(self._inflight.items()):
             if id(message) in self._suspects:
                 self._drop_poisoned(conn, message)
                 continue
@@ -507,12 +565,16 @@ class Generations:
         old one never stops serving.
         """
         async with self._reload_lock:
+            started = time.monotonic()
+            error: str | None = None
             try:
                 await self.start_generation()
             except Exception as exc:
-                log.error("reload failed: %s", _describe(exc))
-                return _describe(exc)
-        return None
+                error = _describe(exc)
+                log.error("reload failed: %s", error)
+            self.last_reload = ReloadRecord(time.time(), time.monotonic() - started, error)
+            self.reloads.append(self.last_reload)
+        return error
 
     async def _reload_for(self, sessid: int) -> None:
         error = await self.reload()
@@ -534,6 +596,7 @@ class Generations:
                         return
                     try:
                         await self.start_generation()
+                        self.restarts += 1
                         return
                     except Exception as exc:
                         log.error("handler restart failed: %s", _describe(exc))

@@ -31,8 +31,10 @@ from attrs import define, field, frozen
 
 from .generations import PortalLink, queued_nowait
 from .messages import (
+    BanList,
     Broadcast,
     Connect,
+    Counters,
     DataIn,
     DataOut,
     Disconnect,
@@ -45,6 +47,7 @@ from .messages import (
     ReloadRequest,
     Resume,
     SessionUpdate,
+    ShutdownRequest,
     SyncData,
     describe,
     normalize,
@@ -266,6 +269,21 @@ class Handler:
         """Ask the portal for a reload (the game's ``reload`` command)."""
         self.send_nowait(ReloadRequest(0 if session is None else session.sessid))
 
+    def request_shutdown(
+        self, session: ServerSession | None = None, message: str | None = None
+    ) -> None:
+        """Ask the portal to shut the whole server down, saying ``message``."""
+        self.send_nowait(ShutdownRequest(0 if session is None else session.sessid, message))
+
+    def set_banned_addresses(self, addresses: Iterable[str]) -> None:
+        """Tell the portal every address and network now banned: it refuses
+        their connections at accept time, before any negotiation."""
+        self.send_nowait(BanList(tuple(addresses)))
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to the counter ``name`` in the server's metrics (``failed_logins``, say)."""
+        self.send_nowait(Counters({name: amount}))
+
     def statistics(self) -> HandlerStatistics:
         return HandlerStatistics(
             sessions=len(self.sessions),
@@ -397,6 +415,7 @@ class Handler:
 
     def _report_error(self, session: ServerSession, cmdname: str) -> None:
         self._input_errors += 1
+        self.count("input_errors")
         log.exception("sessid %d: input function %r failed", session.sessid, cmdname)
         session.msg(ERROR_MESSAGE)
 

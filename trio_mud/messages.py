@@ -158,6 +158,33 @@ class ReloadRequest:
     sessid: int = 0
 
 
+@frozen
+class ShutdownRequest:
+    """Handler -> portal: an admin (``sessid``) asked for a shutdown."""
+
+    sessid: int = 0
+    message: str | None = None
+
+
+@frozen
+class BanList:
+    """Handler -> portal: the addresses and networks now banned (all of them).
+
+    The portal refuses their connections at accept time, before any telnet
+    negotiation. A new handler sends it as soon as it has loaded.
+    """
+
+    addresses: tuple[str, ...] = ()
+
+
+@frozen
+class Counters:
+    """Handler -> portal: how much some counters grew since the last one
+    (``failed_logins``, ``input_errors``, ...), for the metrics."""
+
+    values: dict[str, int] = field(factory=dict)
+
+
 SNAPSHOT_VERSION = 1
 
 
@@ -187,7 +214,9 @@ class Hello:
 PortalMessage = Connect | DataIn | Disconnect | SessionUpdate
 ServerMessage = DataOut | Broadcast | Disconnect | SessionUpdate
 ToHandler = PortalMessage | Pause | Resume
-FromHandler = ServerMessage | Done | Paused | Loaded | ReloadRequest
+FromHandler = (
+    ServerMessage | Done | Paused | Loaded | ReloadRequest | ShutdownRequest | BanList | Counters
+)
 
 
 def describe(message: object) -> str:

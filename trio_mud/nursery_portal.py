@@ -33,9 +33,18 @@ import trio
 from attrs import frozen
 
 from ._version import __version__
-from .admission import AdmittingListener, RateLimitedLog, open_listeners
+from .admission import AddressSet, AdmittingListener, RateLimitedLog, open_listeners
 from .generations import Generations, PortalLink, Starter, StatusTap
-from .messages import Broadcast, DataOut, Disconnect, PortalMessage, SessionUpdate
+from .messages import (
+    BanList,
+    Broadcast,
+    Counters,
+    DataOut,
+    Disconnect,
+    PortalMessage,
+    SessionUpdate,
+    ShutdownRequest,
+)
 from .protocols import proxy
 from .settings import Settings
 from .transports import tls
@@ -54,6 +63,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("trio_mud.portal")
+
+
+#: Why a connection was refused, by the text it was told (for the metrics).
+_REFUSAL_REASONS = {
+    "The server is full; please try again later.": "full",
+    "Too many connections from your address are open already.": "per_address",
+    "Too many connections from your address; please wait a moment.": "rate",
+}
 
 
 @frozen
@@ -119,13 +136,27 @@ class Portal:
         self._tls_context: ssl.SSLContext | None = None
         self.websocket_addresses: list[tuple[str, int]] = []
         self.web_addresses: list[tuple[str, int]] = []
-        #: SSH listeners' addresses (``ssh_ports``).
+        #: SSH listeners' addresses (``ssh_ports``), and the metrics' own.
         self.ssh_addresses: list[tuple[str, int]] = []
+        self.metrics_addresses: list[tuple[str, int]] = []
         #: Resume token -> WebSocket session (see trio_mud.transports.websocket).
         self.websocket_tokens: dict[str, Any] = {}
         #: csessid -> AJAX session (see trio_mud.transports.ajax).
         self.ajax_sessions: dict[str, Any] = {}
         self.started = time.time()
+        #: Called when an admin asks for a shutdown (with the goodbye text).
+        self.on_shutdown_request: Callable[[str | None], None] | None = None
+        #: Addresses and networks refused at accept time (the game's bans).
+        self.bans = AddressSet(())
+        #: Connections open now per client address (``max_connections_per_address``).
+        self._per_address: dict[str, int] = {}
+        #: What handlers counted (failed logins, input errors, ...), for the metrics.
+        self.counters: dict[str, int] = {}
+        #: Sessions started by protocol, and connections refused by reason.
+        self.accepted_by_protocol: dict[str, int] = {}
+        self.refused_by_reason: dict[str, int] = {}
+        #: Bytes of connections that have closed, by protocol (see traffic()).
+        self._closed_traffic: dict[str, tuple[int, int, int, int]] = {}
         #: The handler generations: input towards them, hot restarts.
         self.generations = Generations(settings, self, starter=starter)
 
@@ -190,6 +221,19 @@ class Portal:
         """Deliver a handler's message (what :meth:`send_nowait` does)."""
         self.send_nowait(message)
 
+    def control(self, message: ShutdownRequest | BanList | Counters) -> None:
+        """A handler's request: a shutdown, the banned addresses, counters."""
+        if isinstance(message, ShutdownRequest):
+            log.warning("sessid %d asked for a shutdown", message.sessid)
+            if self.on_shutdown_request is not None:
+                self.on_shutdown_request(message.message)
+        elif isinstance(message, BanList):
+            self.bans = AddressSet(message.addresses)
+            log.info("%d addresses or networks banned", len(message.addresses))
+        else:
+            for name, count in message.values.items():
+                self.counters[name] = self.counters.get(name, 0) + count
+
     def count_slow_client(self) -> None:
         """A client was disconnected for not reading its output."""
         self._slow_client_disconnects += 1
@@ -217,6 +261,31 @@ class Portal:
             conn.close(message.reason)
         else:
             conn.send_nowait(message)
+
+    def metrics(self, *, openmetrics: bool = False) -> tuple[bytes, str]:
+        """The Prometheus exposition of the server's numbers (:mod:`trio_mud.metrics`)."""
+        from . import metrics  # prometheus_client loads when first scraped
+
+        return metrics.render(self, openmetrics=openmetrics)
+
+    def count_refused(self, reason: str) -> None:
+        """A connection was refused (or failed its handshake) for ``reason``."""
+        self.refused_by_reason[reason] = self.refused_by_reason.get(reason, 0) + 1
+
+    def traffic(self) -> dict[str, tuple[int, int, int, int]]:
+        """Bytes by protocol, of every connection so far: received and sent on
+        the wire, then the same without MCCP (see :meth:`Connection.traffic`)."""
+        totals = dict(self._closed_traffic)
+        for conn in self._connections.values():
+            key = conn.session.protocol_key
+            before = totals.get(key, (0, 0, 0, 0))
+            totals[key] = tuple(a + b for a, b in zip(before, conn.traffic(), strict=True))  # type: ignore[assignment]
+        return totals
+
+    def address_of(self, sessid: int) -> str | None:
+        """The address of session ``sessid`` if it is connected (for the logs)."""
+        conn = self._connections.get(sessid)
+        return None if conn is None else conn.session.address
 
     @property
     def sessions(self) -> dict[int, PortalSession]:
@@ -400,16 +469,25 @@ class Portal:
             return "The server is full; please try again later."
         if proxy.trusted(address, self.settings.upstream_ips):
             return None
-        return self._rate_refusal(address)
+        return self._address_refusal(address)
 
     def admit_forwarded(self, address: str) -> str | None:
         """Why the client a trusted proxy names may not connect now (logged), or None."""
-        return self._refused(address, self._rate_refusal(address))
+        return self._refused(address, self._address_refusal(address))
+
+    def _address_refusal(self, address: str) -> str | None:
+        """Why ``address`` itself may not connect now: a ban, its cap, its rate."""
+        if address in self.bans:
+            return self.settings.ban_message
+        if self._per_address.get(address, 0) >= self.settings.max_connections_per_address:
+            return "Too many connections from your address are open already."
+        return self._rate_refusal(address)
 
     def _refused(self, address: str, refusal: str | None) -> str | None:
         """``refusal``, counted and logged (at most once in a while per address)."""
         if refusal is not None:
             self._connections_refused += 1
+            self.count_refused(_REFUSAL_REASONS.get(refusal, "banned"))
             self.log_limited(
                 logging.WARNING,
                 f"refused {address}",
@@ -507,6 +585,7 @@ class Portal:
                 return secured
             except trio.BrokenResourceError as exc:
                 why = exc.__cause__ or exc
+        self.count_refused("tls_handshake")
         self.log_limited(
             logging.INFO, f"tls {address}", "TLS handshake with %s failed: %s", address, why
         )
@@ -538,6 +617,7 @@ class Portal:
                 pass
         if waiting.cancelled_caught:
             why = f"no whole PROXY header within {self.settings.handshake_timeout:g} s"
+        self.count_refused("proxy_header")
         self.log_limited(
             logging.WARNING,
             f"proxy {peer}",
@@ -581,6 +661,10 @@ class Portal:
         session.connection = conn
         self._connections[sessid] = conn
         self._connections_total += 1
+        address = session.address
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+        protocol = session.protocol_key
+        self.accepted_by_protocol[protocol] = self.accepted_by_protocol.get(protocol, 0) + 1
         log.info("sessid %d: %s connection from %s", sessid, session.protocol_key, session.address)
         try:
             await conn.run()
@@ -589,6 +673,13 @@ class Portal:
             log.exception("sessid %d: connection failed", sessid)
         finally:
             del self._connections[sessid]
+            left = self._per_address.pop(address) - 1
+            if left:
+                self._per_address[address] = left
+            before = self._closed_traffic.get(protocol, (0, 0, 0, 0))
+            self._closed_traffic[protocol] = tuple(  # type: ignore[assignment]
+                a + b for a, b in zip(before, conn.traffic(), strict=True)
+            )
             session.connection = None
             log.info("sessid %d: disconnected (%s)", sessid, conn.close_reason)
             if conn.introduced:

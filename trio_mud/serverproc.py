@@ -32,6 +32,7 @@ import cattrs
 import trio
 
 from .generations import PortalLink, queued_nowait
+from .logs import configure_server_process, record_from_line
 from .messages import (
     Connect,
     DataIn,
@@ -237,7 +238,12 @@ _LINK_BATCH = 512
 
 
 async def _relay_stderr(process: trio.Process, tail: deque[str]) -> None:
-    """The child's log lines into ours (and the last few kept for errors)."""
+    """The child's log records into ours (and the last few lines kept for errors).
+
+    Records come as JSON lines (:mod:`trio_mud.logs`) and go through the
+    portal's handlers; anything else it prints (a crash's traceback) is
+    logged as it is, a line at a time.
+    """
     assert process.stderr is not None
     buffer = b""
     async for data in process.stderr:
@@ -245,8 +251,16 @@ async def _relay_stderr(process: trio.Process, tail: deque[str]) -> None:
         *lines, buffer = buffer.split(b"\n")
         for raw in lines:
             line = raw.decode("utf-8", errors="replace")
-            tail.append(line)
-            sys.stderr.write(f"[server {process.pid}] {line}\n")
+            record = record_from_line(line)
+            if record is None:
+                record = logging.makeLogRecord(
+                    {"name": "trio_mud.serverproc", "levelno": logging.WARNING,
+                     "levelname": "WARNING", "msg": line, "server_pid": process.pid}
+                )  # fmt: skip
+            tail.append(record.getMessage())
+            if record.exc_text:
+                tail.extend(record.exc_text.splitlines())
+            logging.getLogger(record.name).handle(record)
 
 
 # -- the child's side -------------------------------------------------------------------
@@ -365,11 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_from_json(sys.stdin.readline())
     pin_mmap_threshold()
-    logging.basicConfig(
-        level=os.environ.get("TRIO_MUD_LOG_LEVEL", settings.log_level),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_server_process(settings.log_level)
     trio.run(child_main, settings, args.fd)
 
 

@@ -40,6 +40,7 @@ DEFAULT_SESSION_SYNC_ATTRS: tuple[str, ...] = (
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMATS = ("text", "json")
 
 
 def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
@@ -255,6 +256,40 @@ class Settings:
     # -- logging -----------------------------------------------------------------
     #: Log level of the portal and of every server process.
     log_level: str = field(default="INFO", validator=attrs.validators.in_(_LOG_LEVELS))
+    #: ``text`` (one readable line per record) or ``json`` (one object per
+    #: line: time, level, logger, sessid, address, message).
+    log_format: str = field(default="text", validator=attrs.validators.in_(_LOG_FORMATS))
+    #: A file to log to instead of stderr, rotated by size: at
+    #: ``log_file_max_bytes`` it is renamed ``.1`` (and so on, keeping
+    #: ``log_file_backups``). 0 bytes: never rotated here (logrotate's job).
+    log_file: Path | None = field(default=None, converter=attrs.converters.optional(Path))
+    log_file_max_bytes: int = field(default=10 * 1024 * 1024, validator=_non_negative)
+    log_file_backups: int = field(default=5, validator=_non_negative)
+
+    # -- metrics -----------------------------------------------------------------
+    #: A port of its own for the Prometheus/OpenMetrics endpoint (``/metrics``);
+    #: unset, it is served on the web port. Either way only to the addresses
+    #: in ``metrics_allowed_ips`` (networks too); others get 403.
+    metrics_port: int | None = field(default=None)
+    metrics_allowed_ips: tuple[str, ...] = field(default=("127.0.0.0/8", "::1"), converter=_tuple)
+
+    # -- bans and throttles -------------------------------------------------------
+    #: What a banned address or account is told before the connection closes.
+    ban_message: str = "You are banned from this game."
+    #: Connections open at once from one address (the address a trusted proxy
+    #: names, behind one); more are refused with a message.
+    max_connections_per_address: int = field(default=16, validator=_positive)
+    #: Failed logins counted per address and per account within
+    #: ``login_throttle_timeout`` seconds; at the limit, logins from that
+    #: address or to that account are refused until the window has passed.
+    #: Kept in the database: reconnecting, a reload or a restart resets nothing
+    #: (Evennia's LOGIN_THROTTLE_LIMIT and LOGIN_THROTTLE_TIMEOUT).
+    login_throttle_limit: int = field(default=5, validator=_positive)
+    login_throttle_timeout: float = field(default=300.0, validator=_positive)
+    #: Accounts one address may create within ``creation_throttle_timeout``
+    #: seconds (Evennia's CREATION_THROTTLE_LIMIT and _TIMEOUT).
+    creation_throttle_limit: int = field(default=2, validator=_positive)
+    creation_throttle_timeout: float = field(default=600.0, validator=_positive)
 
     # -- sessions and shutdown ------------------------------------------------
     session_sync_attrs: tuple[str, ...] = field(

@@ -55,8 +55,10 @@ from cattrs.strategies import configure_tagged_union
 
 from .messages import (
     LINK_VERSION,
+    BanList,
     Broadcast,
     Connect,
+    Counters,
     DataIn,
     DataOut,
     Disconnect,
@@ -68,6 +70,7 @@ from .messages import (
     ReloadRequest,
     Resume,
     SessionUpdate,
+    ShutdownRequest,
     Snapshot,
 )
 
@@ -84,6 +87,9 @@ LinkMessage = (
     | Resume
     | Loaded
     | ReloadRequest
+    | ShutdownRequest
+    | BanList
+    | Counters
     | Snapshot
     | Hello
 )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..settings import Settings
+
+T = TypeVar("T")
 
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,19}")
 RESERVED_NAMES = frozenset({"admin", "all", "here", "me", "self", "someone", "nobody", "server"})
@@ -35,7 +39,13 @@ def password_problem(settings: Settings, name: str, password: str) -> str | None
 
 
 class Passwords:
-    """Argon2id hashing in worker threads, a bounded number at a time."""
+    """Argon2id hashing in worker threads, a bounded number at a time, shared fairly.
+
+    At most ``password_hash_concurrency`` hashes run at once (each holds
+    ``password_hash_memory_kib``), and at most one per address: a client
+    that floods logins waits behind its own attempts, while everyone else
+    takes the free slots.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._hasher = PasswordHasher(
@@ -43,12 +53,14 @@ class Passwords:
             memory_cost=settings.password_hash_memory_kib,
         )
         self._limiter = trio.CapacityLimiter(settings.password_hash_concurrency)
+        #: One lock per address with hashing under way or waiting (then dropped).
+        self._per_address: dict[str, tuple[trio.Lock, int]] = {}
         self._dummy_hash: str | None = None
 
-    async def hash(self, password: str) -> str:
-        return await trio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
+    async def hash(self, password: str, address: str = "") -> str:
+        return await self._run(address, self._hasher.hash, password)
 
-    async def verify(self, stored_hash: str | None, password: str) -> bool:
+    async def verify(self, stored_hash: str | None, password: str, address: str = "") -> bool:
         """Check ``password``; with no stored hash, spend the same time and fail.
 
         Spending the time for unknown names keeps a login attempt from telling
@@ -57,13 +69,22 @@ class Passwords:
         if stored_hash is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await self.hash("not a password anyone can type\x00")
-            await trio.to_thread.run_sync(
-                self._verify, self._dummy_hash, password, limiter=self._limiter
-            )
+            await self._run(address, self._verify, self._dummy_hash, password)
             return False
-        return await trio.to_thread.run_sync(
-            self._verify, stored_hash, password, limiter=self._limiter
-        )
+        return await self._run(address, self._verify, stored_hash, password)
+
+    async def _run(self, address: str, func: Callable[..., T], *args: Any) -> T:
+        lock, users = self._per_address.get(address) or (trio.Lock(), 0)
+        self._per_address[address] = (lock, users + 1)
+        try:
+            async with lock:
+                return await trio.to_thread.run_sync(func, *args, limiter=self._limiter)
+        finally:
+            lock, users = self._per_address[address]
+            if users == 1:
+                del self._per_address[address]
+            else:
+                self._per_address[address] = (lock, users - 1)
 
     def _verify(self, stored_hash: str, password: str) -> bool:
         try:

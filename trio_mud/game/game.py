@@ -21,6 +21,8 @@ from ..handler import Handler, HandlerHooks, InputFunc, ServerSession
 from ..oob import MsdpVariables
 from ..settings import Settings
 from .accounts import NAME_PATTERN, Passwords, name_problem, password_problem
+from .admin import ADMIN_HELP, Admin, duration, is_admin
+from .security import LoginGuard
 from .store import AccountRecord, CharacterRecord, NameTaken, Store
 from .world import DIRECTION_ALIASES, Room, World
 
@@ -99,6 +101,8 @@ class Game(HandlerHooks):
         self.world = world
         self.store = store
         self.passwords = Passwords(settings)
+        self.guard = LoginGuard(settings, store)
+        self.admin = Admin(self)
         self.started = time.time()
         #: Characters in the world, by character id.
         self.online: dict[int, Character] = {}
@@ -120,6 +124,8 @@ class Game(HandlerHooks):
         ]
         for names, func in commands:
             self.add_command(names, func)
+        for name, func in self.admin.commands().items():
+            self.add_command((name,), func)
         self._unlogged: dict[str, CommandFunc] = {}
         unlogged: list[tuple[tuple[str, ...], CommandFunc]] = [
             (("connect", "conn", "con", "co"), self.cmd_connect),
@@ -217,8 +223,16 @@ class Game(HandlerHooks):
 
     # -- handler restarts ------------------------------------------------------------
 
+    async def load_bans(self) -> None:
+        """Read the bans; account bans apply here, address bans go to the portal."""
+        bans = await self.guard.load()
+        if self.handler is not None:
+            self.handler.set_banned_addresses(b.value for b in bans if b.kind == "address")
+
     async def at_handler_start(self, sessions: Sequence[ServerSession]) -> None:
-        """After a reload: put every puppeted character back where it was."""
+        """At start and after a reload: the bans to the portal, and every
+        puppeted character back where it was."""
+        await self.load_bans()
         playing = [s for s in sessions if s.logged_in and s.uid and s.puid]
         found = await self.store.puppets([(s.uid, s.puid) for s in playing])  # type: ignore[misc]
         for session in playing:
@@ -338,16 +352,20 @@ class Game(HandlerHooks):
                 session.msg("Choose another password (an empty line cancels).")
                 self._ask_password(session, "create", name)
             return
+        if (refusal := await self.guard.creation_refusal(session.address)) is not None:
+            session.msg(refusal)
+            return
         if await self.store.find_account(name) is not None:
             session.msg(f"Sorry, the name {name!r} is taken. Please choose another.")
             return
-        password_hash = await self.passwords.hash(password)
+        password_hash = await self.passwords.hash(password, session.address)
         try:
             account, record = await self.store.create_account(name, password_hash, self.world.start)
         except NameTaken:
             session.msg(f"Sorry, the name {name!r} is taken. Please choose another.")
             return
         log.info("sessid %d: created account %r", session.sessid, name)
+        await self.guard.created(session.address)
         if not session.connected:
             return  # the client left while we worked
         session.msg(f"A new account {name!r} was created. Welcome!")
@@ -395,18 +413,30 @@ class Game(HandlerHooks):
     async def log_in(
         self, session: ServerSession, name: str, password: str
     ) -> AccountRecord | None:
-        """Check credentials; the account, or None (and the player told why)."""
+        """Check credentials; the account, or None (and the player told why).
+
+        Refused without a password check while the address or the account is
+        throttled (too many recent failures) or the account is banned.
+        """
+        refusal = await self.guard.login_refusal(name, session.address)
+        if refusal is not None:
+            if session.connected:
+                session.msg(refusal)
+            return None
         account = await self.store.find_account(name) if NAME_PATTERN.fullmatch(name) else None
         valid = await self.passwords.verify(
-            None if account is None else account.password_hash, password
+            None if account is None else account.password_hash, password, session.address
         )
         if account is None or not valid:
+            await self.guard.login_failed(name, session.address)
+            if self.handler is not None:
+                self.handler.count("failed_logins")
             if session.connected:
                 self._login_failed(session)
             return None
         rehash = None
         if self.passwords.needs_rehash(account.password_hash):
-            rehash = await self.passwords.hash(password)
+            rehash = await self.passwords.hash(password, session.address)
         await self.store.record_login(account.id, rehash)
         return account
 
@@ -563,26 +593,33 @@ class Game(HandlerHooks):
         self._tell_room(char.room, f"{char.name} {args}|n")
 
     def cmd_who(self, session: ServerSession, args: str) -> None:
+        if is_admin(session):
+            self.admin.who(session)
+            return
         now = time.time()
         chars = sorted(self.online.values(), key=lambda c: c.name.casefold())
         playing = [c for c in chars if c.session is not None]
         lines = [f"Players online ({len(playing)}):"]
         for char in playing:
             assert char.session is not None
-            on_for = _duration(now - char.online_since)
-            idle = _duration(now - char.session.cmd_last_visible)
+            on_for = duration(now - char.online_since)
+            idle = duration(now - char.session.cmd_last_visible)
             lines.append(f"  {char.name:<20} on {on_for:>6}  idle {idle:>6}")
         session.msg("\n".join(lines))
 
     def cmd_help(self, session: ServerSession, args: str) -> None:
+        topics = {**HELP_TOPICS, **(ADMIN_HELP if is_admin(session) else {})}
         topic = args.strip().lower()
         if topic:
             topic = {"l": "look", "emote": "pose", "?": "help"}.get(topic, topic)
-            text = HELP_TOPICS.get(topic)
+            text = topics.get(topic)
             session.msg(text if text else f'No help on {args!r}. Type "help" for a list.')
             return
         lines = ["Commands:"]
         lines += [f"  {body.splitlines()[0]}" for body in HELP_TOPICS.values()]
+        if is_admin(session):
+            lines.append("Admin commands:")
+            lines += [f"  {body.splitlines()[0]}" for body in ADMIN_HELP.values()]
         lines.append('Type "help <command>" for more.')
         session.msg("\n".join(lines))
 
@@ -608,14 +645,3 @@ class Game(HandlerHooks):
 
     def cmd_quit(self, session: ServerSession, args: str) -> None:
         session.disconnect("Goodbye! Come back soon.")
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -22,9 +22,29 @@ from attrs import frozen
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+#: Version 2: bans, and the login and account-creation events throttles count.
+_SCHEMA_2 = """
+CREATE TABLE bans (
+    id         INTEGER PRIMARY KEY,
+    kind       TEXT NOT NULL CHECK (kind IN ('address', 'account')),
+    value      TEXT NOT NULL,
+    reason     TEXT NOT NULL DEFAULT '',
+    banned_by  TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (kind, value)
+);
+CREATE TABLE auth_events (
+    kind TEXT NOT NULL,
+    key  TEXT NOT NULL,
+    at   REAL NOT NULL
+);
+CREATE INDEX auth_events_key ON auth_events(kind, key, at);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE accounts (
     id            INTEGER PRIMARY KEY,
     name          TEXT NOT NULL,
@@ -43,6 +63,8 @@ CREATE TABLE characters (
 );
 CREATE INDEX characters_account ON characters(account_id);
 """
+    + _SCHEMA_2
+)
 
 
 class NameTaken(Exception):
@@ -72,6 +94,16 @@ class CharacterRecord:
 def name_key(name: str) -> str:
     """The form names are compared in: case-insensitive."""
     return name.casefold()
+
+
+@frozen
+class Ban:
+    id: int
+    kind: str  # "address" (an address or network) or "account" (a name key)
+    value: str
+    reason: str
+    banned_by: str
+    created_at: float
 
 
 class Store:
@@ -249,12 +281,79 @@ class Store:
                 [(room, char_id) for char_id, room in locations.items()],
             )
 
+    # -- bans and throttles ------------------------------------------------------------
+
+    async def bans(self) -> list[Ban]:
+        return await self._run(self._bans)
+
+    def _bans(self) -> list[Ban]:
+        rows = self._db.execute(
+            "SELECT id, kind, value, reason, banned_by, created_at FROM bans ORDER BY id"
+        )
+        return [Ban(*row) for row in rows]
+
+    async def add_ban(self, kind: str, value: str, reason: str, by: str) -> Ban | None:
+        """Ban ``value``; the new ban, or None if it was banned already."""
+        return await self._run(self._add_ban, kind, value, reason, by)
+
+    def _add_ban(self, kind: str, value: str, reason: str, by: str) -> Ban | None:
+        now = time.time()
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO bans (kind, value, reason, banned_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (kind, value, reason, by, now),
+            )
+        if not cursor.rowcount:
+            return None
+        return Ban(int(cursor.lastrowid or 0), kind, value, reason, by, now)
+
+    async def remove_ban(self, kind: str, value: str) -> bool:
+        return await self._run(self._remove_ban, kind, value)
+
+    def _remove_ban(self, kind: str, value: str) -> bool:
+        with self._db:
+            cursor = self._db.execute(
+                "DELETE FROM bans WHERE kind = ? AND value = ?", (kind, value)
+            )
+        return cursor.rowcount > 0
+
+    async def record_auth_event(self, keys: Sequence[tuple[str, str]], keep: float) -> None:
+        """Note an event (a failed login, an account made) under each ``(kind, key)``;
+        events older than ``keep`` seconds are dropped now and then."""
+        await self._run(self._record_auth_event, keys, keep)
+
+    def _record_auth_event(self, keys: Sequence[tuple[str, str]], keep: float) -> None:
+        now = time.time()
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO auth_events (kind, key, at) VALUES (?, ?, ?)",
+                [(kind, key, now) for kind, key in keys],
+            )
+            self._db.execute("DELETE FROM auth_events WHERE at < ?", (now - keep,))
+
+    async def count_auth_events(self, kind: str, key: str, within: float) -> tuple[int, float]:
+        """Events under ``(kind, key)`` in the last ``within`` seconds, and the
+        oldest one's time (0 when there are none)."""
+        return await self._run(self._count_auth_events, kind, key, within)
+
+    def _count_auth_events(self, kind: str, key: str, within: float) -> tuple[int, float]:
+        count, oldest = self._db.execute(
+            "SELECT COUNT(*), MIN(at) FROM auth_events WHERE kind = ? AND key = ? AND at >= ?",
+            (kind, key, time.time() - within),
+        ).fetchone()
+        return int(count), float(oldest or 0.0)
+
 
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
+        # Durability (docs/operations.md): WAL lets readers (a backup) run
+        # beside the writer; synchronous FULL syncs the log at every commit,
+        # so a commit survives a power cut, not just a crash.
         connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA busy_timeout = 5000")
         version = connection.execute("PRAGMA user_version").fetchone()[0]
@@ -262,6 +361,8 @@ def _connect(path: Path) -> sqlite3.Connection:
             connection.executescript(
                 f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             )
+        elif version == 1:
+            connection.executescript(f"BEGIN; {_SCHEMA_2} PRAGMA user_version = 2; COMMIT;")
         elif version != SCHEMA_VERSION:
             raise StoreError(
                 f"{path} has schema version {version}; this trio_mud knows {SCHEMA_VERSION}"
@@ -299,7 +400,46 @@ def check_database(path: Path) -> None:
         connection.close()
     if verdict != "ok":
         raise StoreError(f"the database {path} is damaged (quick_check: {verdict})")
-    if version not in (0, SCHEMA_VERSION):
+    if version not in range(SCHEMA_VERSION + 1):
         raise StoreError(
             f"{path} has schema version {version}; this trio_mud knows {SCHEMA_VERSION}"
         )
+
+
+def backup_database(path: Path, destination: Path) -> int:
+    """Copy the database at ``path`` to ``destination``, consistently, while it
+    is in use; the number of pages copied.
+
+    SQLite's online backup API copies a snapshot in steps (writers wait only
+    for a step, never for the whole copy); the copy is checked with
+    ``PRAGMA integrity_check`` and only then renamed into place, so a
+    ``destination`` that exists is replaced whole or not at all. A
+    ``destination`` that is a directory gets a file named for the time.
+
+    Raises:
+        StoreError: there is no database at ``path``, or the copy is damaged.
+        OSError, sqlite3.Error: the copy could not be written.
+    """
+    if not path.is_file():
+        raise StoreError(f"there is no database at {path}")
+    if destination.is_dir():
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        destination = destination / f"trio_mud-{stamp}.sqlite3"
+    partial = destination.with_name(destination.name + ".partial")
+    partial.unlink(missing_ok=True)
+    source = sqlite3.connect(path)
+    try:
+        target = sqlite3.connect(partial)
+        try:
+            source.backup(target, pages=256, sleep=0.005)
+            pages = target.execute("PRAGMA page_count").fetchone()[0]
+            verdict = target.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if verdict != "ok":
+        partial.unlink(missing_ok=True)
+        raise StoreError(f"the copy failed its integrity check: {verdict}")
+    partial.replace(destination)
+    return int(pages)

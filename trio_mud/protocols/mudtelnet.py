@@ -408,6 +408,8 @@ class MudTelnet:
         self._compression_level = compression_level
         self._out = bytearray()
         self._compressor: zlib._Compress | None = None
+        #: Bytes sent before MCCP2 compression (for the metrics).
+        self.plain_sent = 0
         self._unflushed = False
         self._mtts = 0
         #: Subnegotiation answers still to come (bits: _TTYPE_ANSWER, ...).
@@ -442,6 +444,7 @@ class MudTelnet:
             data = pending + data
         if not data:
             return
+        self.plain_sent += len(data)
         if self._compressor is not None:
             self._out += self._compressor.compress(data)
             self._unflushed = True

@@ -192,6 +192,8 @@ class TelnetProtocol:
         self.max_subnegotiation = max_subnegotiation
         self.max_inflated = max_inflated
         self._inflater: zlib._Decompress | None = None
+        #: Bytes received as parsed: after MCCP3 inflation (for the metrics).
+        self.plain_received = 0
         #: Option states, packed (see _unpack); ours at option + _LOCAL. An
         #: option at NO with nothing pending has no entry.
         self._options: dict[int, int] = {}
@@ -299,6 +301,7 @@ class TelnetProtocol:
             plain_after = b""
             if self._inflater is not None:
                 data, plain_after = self._inflate(data)
+            self.plain_received += len(data)
             compressed_from = self._parse(data, events)
             data = data[compressed_from:] if compressed_from is not None else plain_after
         return events

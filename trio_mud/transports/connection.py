@@ -104,6 +104,11 @@ class ListenerHost(ConnectionHost, Protocol):
     websocket_addresses: list[tuple[str, int]]
     web_addresses: list[tuple[str, int]]
     ssh_addresses: list[tuple[str, int]]
+    metrics_addresses: list[tuple[str, int]]
+
+    def metrics(self, *, openmetrics: bool = False) -> tuple[bytes, str]:
+        """The Prometheus exposition of the server's numbers, and its content type."""
+        ...
 
     @property
     def tls_context(self) -> ssl.SSLContext | None:
@@ -250,6 +255,10 @@ class Outbox:
             trio.lowlevel.reschedule(waiter)
         return True
 
+    @property
+    def queued(self) -> int:
+        return len(self._items)
+
     def take_nowait(self) -> list[Outgoing]:
         """Everything queued now (perhaps nothing), without waiting."""
         items, self._items = self._items, []
@@ -283,7 +292,6 @@ class Connection:
 
     def __init__(self, portal: ConnectionHost, session: PortalSession) -> None:
         self.portal = portal
-        self.settings = portal.settings
         self.session = session
         self._outbox = Outbox(self.settings.max_output_queue)
         #: The connection's one cancel scope. While a write is under way its
@@ -311,9 +319,27 @@ class Connection:
         #: Inputs dropped in a row for going over the command rate.
         self._dropped_in_row = 0
         self.close_reason = "connection closed"
+        #: Bytes as they crossed the wire (after TLS is undone, before MCCP is).
+        self.received = 0
+        self.sent = 0
+
+    def traffic(self) -> tuple[int, int, int, int]:
+        """Bytes received and sent on the wire, and the same without MCCP
+        compression (the same numbers where nothing is compressed)."""
+        return self.received, self.sent, self.received, self.sent
+
+    @property
+    def settings(self) -> Settings:
+        """The portal's settings now (a SIGHUP may change them while we run)."""
+        return self.portal.settings
 
     async def run(self) -> None:
         raise NotImplementedError
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in the output queue now."""
+        return self._outbox.queued
 
     @property
     def is_closing(self) -> bool:

@@ -324,6 +324,7 @@ class SSHConnection(Connection):
                 if isinstance(event, _Resize):
                     await self._resize(event.width, event.height)
                     continue
+                self.received += len(event)
                 keys = self._decoder.decode(event)
                 found = self.editor.feed(keys)
                 self._write_now(self.editor.echo())
@@ -427,13 +428,17 @@ class SSHConnection(Connection):
     def _write_now(self, text: str) -> None:
         """Write ``text`` without waiting (an echo: a few bytes)."""
         if text and not self._closing:
+            data = self._encode(text)
+            self.sent += len(data)
             with contextlib.suppress(OSError, asyncssh.Error):
-                self._channel.write(self._encode(text))  # if it fails, the reader learns
+                self._channel.write(data)  # if it fails, the reader learns
 
     async def _write(self, text: str) -> None:
         """Write ``text``; if the client's window is full, wait within ``write_timeout``."""
+        data = self._encode(text)
+        self.sent += len(data)
         try:
-            self._channel.write(self._encode(text))
+            self._channel.write(data)
         except (OSError, asyncssh.Error):
             self.close_reason = "client connection broke"
             self._cancel_scope.cancel()

@@ -93,6 +93,7 @@ class TelnetConnection(Connection):
             if not data:
                 self.close_reason = "client closed the connection"
                 return
+            self.received += len(data)
             try:
                 events = self.protocol.receive_data(bytes(data))
             except TelnetProtocolError as exc:
@@ -178,6 +179,14 @@ class TelnetConnection(Connection):
                 await self._write(data)
             del data
 
+    def traffic(self) -> tuple[int, int, int, int]:
+        return (
+            self.received,
+            self.sent,
+            self.protocol.telnet.plain_received,
+            self.protocol.plain_sent,
+        )
+
     async def _write(self, data: bytes) -> None:
         """Send ``data``; within ``write_timeout``, or the connection is dropped.
 
@@ -187,6 +196,7 @@ class TelnetConnection(Connection):
         deadline is set for that wait and lifted after, which costs far less
         than a new scope per write (and a stalled client is dropped whole).
         """
+        self.sent += len(data)
         if self._fd is not None:
             try:
                 sent = os.write(self._fd, data)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import h11
 import trio
 
-from ..admission import open_listeners, peer_address
+from ..admission import AddressSet, open_listeners, peer_address
 from . import ajax
 from .connection import ListenerHost, forwarded_address
 
@@ -93,8 +93,36 @@ async def serve_web(
         task_status.started(addresses)
 
 
+async def serve_metrics(
+    portal: ListenerHost,
+    *,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``/metrics`` alone, over plain HTTP, on ``metrics_port`` until cancelled."""
+    settings = portal.settings
+    assert settings.metrics_port is not None, "no metrics_port is set"
+    listeners: list[trio.SocketListener] = []
+    for interface in settings.telnet_interfaces:
+        listeners += await open_listeners(
+            "the metrics", settings.metrics_port, interface, option="metrics_port"
+        )
+    addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+    portal.metrics_addresses = addresses
+    for host, port in addresses:
+        log.info("metrics on http://%s:%d/metrics", host, port)
+    async with trio.open_nursery() as nursery:
+        handler = partial(_serve_one, {}, portal, metrics_only=True)
+        admitting = [portal.admitting(listener) for listener in listeners]
+        await nursery.start(partial(trio.serve_listeners, handler, admitting))
+        task_status.started(addresses)
+
+
 async def _serve_one(
-    pages: dict[str, tuple[bytes, str]], portal: ListenerHost, stream: trio.SocketStream
+    pages: dict[str, tuple[bytes, str]],
+    portal: ListenerHost,
+    stream: trio.SocketStream,
+    *,
+    metrics_only: bool = False,
 ) -> None:
     """One request, one response, then close. Errors end this connection only.
 
@@ -104,7 +132,7 @@ async def _serve_one(
     settings = portal.settings
     connection = h11.Connection(h11.SERVER)
     transport: trio.abc.Stream = stream
-    if settings.web_tls and portal.tls_context is not None:
+    if settings.web_tls and portal.tls_context is not None and not metrics_only:
         # https://: the TLS handshake is part of the request, within its time.
         transport = trio.SSLStream(
             stream, portal.tls_context, server_side=True, https_compatible=True
@@ -125,6 +153,10 @@ async def _serve_one(
         if refusal is not None:
             status, body = refusal[0], refusal[1].encode() + b"\n"
             content_type = "text/plain; charset=utf-8"
+        elif _path(request) == "/metrics" and request.method in (b"GET", b"HEAD"):
+            status, body, content_type = _metrics(portal, request, address)
+        elif metrics_only:
+            status, body, content_type = 404, b"Not found\n", "text/plain; charset=utf-8"
         elif _is_ajax(request):
             # A poll may wait (ajax_poll_timeout): outside the request's own time.
             status, body, content_type = await _ajax(portal, form, address)
@@ -196,11 +228,23 @@ async def _next_request(connection: h11.Connection, stream: trio.abc.Stream) -> 
         return None  # the client closed, or sent something else first
 
 
+def _path(request: h11.Request) -> str:
+    return request.target.decode("ascii", errors="replace").split("?", 1)[0]
+
+
+def _metrics(portal: ListenerHost, request: h11.Request, address: str) -> tuple[int, bytes, str]:
+    """``/metrics`` for the addresses in ``metrics_allowed_ips``; 403 for others."""
+    if address not in AddressSet(portal.settings.metrics_allowed_ips):
+        return 403, b"Metrics are not served to your address.\n", "text/plain; charset=utf-8"
+    accept = next((v for k, v in request.headers if k == b"accept"), b"")
+    body, content_type = portal.metrics(openmetrics=b"application/openmetrics-text" in accept)
+    return 200, body, content_type
+
+
 def _answer(pages: dict[str, tuple[bytes, str]], request: h11.Request) -> tuple[int, bytes, str]:
     if request.method not in (b"GET", b"HEAD"):
         return 405, b"Method not allowed\n", "text/plain; charset=utf-8"
-    path = request.target.decode("ascii", errors="replace").split("?", 1)[0]
-    page = pages.get(path)
+    page = pages.get(_path(request))
     if page is None:
         return 404, b"Not found\n", "text/plain; charset=utf-8"
     return 200, page[0], page[1]

@@ -175,6 +175,7 @@ class WebSocketSession(Connection):
                 frame = await ws.get_message()
             except ConnectionClosed:
                 return
+            self.received += len(frame)
             try:
                 await self._frame_in(frame)
             except BadFrame as exc:
@@ -271,6 +272,7 @@ class WebSocketSession(Connection):
                 try:
                     with trio.move_on_after(self.settings.write_timeout) as scope:
                         await ws.send_message(frame)
+                    self.sent += len(frame)
                     if scope.cancelled_caught:
                         self.abort("one websocket write took too long: client stalled")
                     break
