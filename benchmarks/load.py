@@ -174,6 +174,10 @@ async def main(clients: int, commands: int, embedded: bool) -> None:
             "--set",
             "max_connections_per_address=100000",
             "--set",
+            "creation_throttle_limit=100000",
+            "--set",
+            "login_throttle_limit=100000",
+            "--set",
             f"max_connection_rate={clients * 2}",
         ]
 

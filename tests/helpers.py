@@ -43,6 +43,10 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "password_hash_memory_kib": 8 * 1024,
         "connection_rate_burst": 1000,  # tests open many connections from one address
         "max_connections_per_address": 1000,
+        # ... and make many accounts, some with wrong passwords (test_admin
+        # sets these back where it tests the throttles).
+        "creation_throttle_limit": 100_000,
+        "login_throttle_limit": 100_000,
     }
     values.update(overrides)
     return Settings(**values)

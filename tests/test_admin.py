@@ -135,7 +135,7 @@ async def test_the_login_throttle_survives_reconnects_reloads_and_restarts(
     caplog.set_level(logging.INFO)
     attacker = "127.0.0.20"
     async with trio.open_nursery() as nursery:
-        server = await run(nursery, tmp_path, max_failed_logins=2)
+        server = await run(nursery, tmp_path, max_failed_logins=2, login_throttle_limit=5)
         port = server.telnet_port
         await (await login(port, "Ann")).aclose()
         for attempt in range(5):  # over three connections (two tries each at most)
@@ -155,7 +155,7 @@ async def test_the_login_throttle_survives_reconnects_reloads_and_restarts(
         await late.command("connect Ann correct horse", "Too many")
         server.shutdown()
     async with trio.open_nursery() as nursery:
-        server = await run(nursery, tmp_path)
+        server = await run(nursery, tmp_path, login_throttle_limit=5)
         again = await client_from(server.telnet_port, attacker)
         await again.welcome()
         await again.command("connect Ann correct horse", "Too many failed logins")
@@ -172,7 +172,7 @@ async def test_the_login_throttle_survives_reconnects_reloads_and_restarts(
 
 async def test_account_creation_is_throttled_per_address(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        server = await run(nursery, tmp_path)
+        server = await run(nursery, tmp_path, creation_throttle_limit=2)
         port = server.telnet_port
         for name in ("Fig", "Gus"):
             await (await login_from(port, "127.0.0.30", name, create=True)).aclose()
