@@ -6,6 +6,7 @@ listener runs in another, as in production.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -92,12 +93,14 @@ async def ssh_player(
     term: str | None = "xterm-256color",
     size: tuple[int, int] = (80, 24),
     sock: socket.socket | None = None,
+    **extra: Any,
 ) -> AsyncIterator[SSHPlayer]:
     """An SSH player, in the current trio-asyncio loop (or a loop of its own)."""
     async with AsyncExitStack() as stack:
         if trio_asyncio.current_loop.get() is None:
             await stack.enter_async_context(trio_asyncio.open_loop())
         options: dict[str, Any] = {"sock": sock} if sock is not None else {}
+        options.update(extra)
         connection = await aio(asyncssh.connect)(
             "127.0.0.1",
             port,
@@ -295,3 +298,56 @@ async def test_typing_over_ssh_through_a_reload_and_a_kill_9(tmp_path: Path) -> 
             assert said == [str(n) for n in range(30)]  # each once, in order
             assert not player.closed
         server.shutdown()
+
+
+async def test_a_shutdown_says_goodbye_to_ssh_players_and_stops(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, ssh_ports=(0,))
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        await (await login(server.telnet_port, "Tia")).aclose()
+        async with ssh_player(server.ssh_port) as player:
+            await player.read_until("Exits:")
+            with trio.fail_after(WAIT):
+                server.shutdown()
+                assert "shutting down" in await player.read_until_closed()
+    # The nursery exits: the server stopped (it used to spin on the SSH
+    # player's goodbye after its handler had gone).
+
+
+async def test_a_client_that_stops_reading_is_dropped(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        tmp_path, ssh_ports=(0,), write_timeout=1.0, max_command_rate=1000, command_rate_burst=1000
+    )
+    server = await start_server(nursery, settings)
+    await (await login(server.telnet_port, "Tia")).aclose()
+    stop_reading = trio.Event()
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    proxy_port = listener.socket.getsockname()[1]
+
+    async def relay(source: trio.abc.Stream, sink: trio.abc.Stream, stop: trio.Event) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while not stop.is_set() and (chunk := await source.receive_some(65536)):
+                await sink.send_all(chunk)
+            await trio.sleep_forever()  # a client that stopped reading: bytes pile up
+
+    async def proxy(stream: trio.SocketStream) -> None:
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little room on the way
+        await sock.connect(("127.0.0.1", server.ssh_port))
+        upstream = trio.SocketStream(sock)
+        async with trio.open_nursery() as pair:
+            pair.start_soon(relay, stream, upstream, trio.Event())
+            pair.start_soon(relay, upstream, stream, stop_reading)
+
+    nursery.start_soon(trio.serve_listeners, proxy, [listener])
+    # A window of 1 GiB: the SSH layer never tells the server to wait.
+    async with ssh_player(proxy_port, window=1 << 30) as player:
+        await player.read_until("Exits:")
+        assert sum(c.protocol_key == "ssh" for c in server.portal.connections.values()) == 1
+        stop_reading.set()  # the proxy stops taking the server's bytes
+        bob = await login(server.telnet_port, "Bob")
+        with trio.fail_after(WAIT):
+            while any(c.protocol_key == "ssh" for c in server.portal.connections.values()):
+                await bob.command("say " + "x" * 5000, "You say")  # output for Tia, unread

@@ -294,6 +294,7 @@ class Generations:
     def close(self) -> None:
         """The portal is stopping: no more restarts; the live handler's input ends."""
         self._stopping = True
+        self._live = False
         if self._gen is not None:
             self._gen.send.close()
 
@@ -363,6 +364,8 @@ class Generations:
                 if await self._send_to(self._gen, conn, conn.pending[0]):
                     del conn.pending[0]
                     conn.told_input_dropped = False
+                else:
+                    await trio.lowlevel.checkpoint()  # never spin on a handler that is gone
                 if conn.pending:
                     self._mark_ready(conn)
             self._progress.unpark_all()
@@ -634,6 +637,7 @@ class Generations:
         with trio.move_on_after(self.settings.shutdown_grace):
             while self._live and (self._ready or self._inflight):
                 await self._progress.park()  # the pump and the handler finish up
+        self._live = False  # nothing more goes to a handler (the pump stops)
         for gen in (self._gen, self._candidate):
             if gen is not None and not gen.ended:
                 gen.ended = True

@@ -1,7 +1,8 @@
 """The starter game's admin commands: who (in full), boot, wall, ban, unban, shutdown.
 
 Only accounts made admin (``python -m trio_mud --make-admin NAME``) may use
-them; anyone else is answered as for a command that does not exist, so the
+them (they carry the ``admin`` permission of :mod:`trio_mud.commands`);
+anyone else is answered as for a command that does not exist, so the
 commands stay unknown to them. Every admin action is logged with who did it.
 
 Bans are kept in the database and so survive reloads and restarts: address
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import markup
 from ..admission import AddressSet
@@ -49,31 +50,20 @@ def is_admin(session: ServerSession) -> bool:
     return isinstance(account, AccountRecord) and account.is_admin
 
 
-def admin_only(name: str, func: AdminFunc) -> Callable[[ServerSession, str], Any]:
-    """``func`` for admins; for anyone else the answer to an unknown command."""
-
-    def command(session: ServerSession, args: str) -> Any:
-        if not is_admin(session):
-            session.msg(f'Command "{name}" is not available. Type "help" for help.')
-            return None
-        return func(session, args)
-
-    return command
-
-
 class Admin:
     """The admin commands, over the game they act on."""
 
     def __init__(self, game: Game) -> None:
         self.game = game
 
-    def commands(self) -> dict[str, Callable[[ServerSession, str], Any]]:
+    def commands(self) -> dict[str, AdminFunc]:
+        """The commands by name (the game gives them the ``admin`` permission)."""
         return {
-            "boot": admin_only("boot", self.cmd_boot),
-            "wall": admin_only("wall", self.cmd_wall),
-            "ban": admin_only("ban", self.cmd_ban),
-            "unban": admin_only("unban", self.cmd_unban),
-            "shutdown": admin_only("shutdown", self.cmd_shutdown),
+            "boot": self.cmd_boot,
+            "wall": self.cmd_wall,
+            "ban": self.cmd_ban,
+            "unban": self.cmd_unban,
+            "shutdown": self.cmd_shutdown,
         }
 
     @property

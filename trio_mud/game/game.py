@@ -17,6 +17,7 @@ import trio
 from attrs import define, field
 
 from .. import markup
+from ..commands import Command, Commands, CommandSet, Context
 from ..handler import Handler, HandlerHooks, InputFunc, ServerSession
 from ..oob import MsdpVariables
 from ..settings import Settings
@@ -32,6 +33,23 @@ log = logging.getLogger("trio_mud.game")
 _SHORT_DIRECTIONS = {long: short for short, long in DIRECTION_ALIASES.items()}
 
 CommandFunc = Callable[[ServerSession, str], Awaitable[None] | None]
+
+
+def _bind(
+    key: str,
+    func: CommandFunc,
+    help_text: str,
+    *,
+    aliases: tuple[str, ...] = (),
+    permission: str | None = None,
+) -> Command:
+    """One of the starter game's methods (``func(session, args)``) as a command."""
+
+    def run(ctx: Context, args: str) -> Awaitable[None] | None:
+        return func(ctx.session, args)
+
+    return Command(key, run, aliases=aliases, permission=permission, help=help_text)
+
 
 #: Where a session waiting at a password prompt keeps what it waits for:
 #: ``[verb, name]`` in its ``server_data``, so that it survives a reload.
@@ -59,6 +77,15 @@ Commands at the connection screen:
   look                        show the connection screen again
   who                         list the players online
   quit                        disconnect"""
+
+#: Help at the connection screen.
+UNLOGGED_TOPICS = {
+    "connect": "connect <name> [<password>]\n  Log in to your account (without a password,"
+    " you are asked for it at a prompt that hides it). (co, con)",
+    "create": "create <name> [<password>]\n  Make a new account and its character. (cr)",
+    "look": "look\n  Show the connection screen again.",
+    "help": "help\n  The commands at the connection screen.",
+}
 
 HELP_TOPICS = {
     "look": "look [<target>]\n  Describe your surroundings, a person here,"
@@ -111,44 +138,52 @@ class Game(HandlerHooks):
         self._unsaved_event = trio.Event()
         self.msdp = MsdpVariables()
         self.handler: Handler | None = None
-        self._commands: dict[str, CommandFunc] = {}
-        commands: list[tuple[tuple[str, ...], CommandFunc]] = [
-            (("look", "l"), self.cmd_look),
-            (("say",), self.cmd_say),
-            (("pose", "emote"), self.cmd_pose),
-            (("who",), self.cmd_who),
-            (("help", "?"), self.cmd_help),
-            (("quit",), self.cmd_quit),
-            (("go",), self.cmd_go),
-            (("reload",), self.cmd_reload),
-        ]
-        for names, func in commands:
-            self.add_command(names, func)
-        for name, func in self.admin.commands().items():
-            self.add_command((name,), func)
-        self._unlogged: dict[str, CommandFunc] = {}
-        unlogged: list[tuple[tuple[str, ...], CommandFunc]] = [
-            (("connect", "conn", "con", "co"), self.cmd_connect),
-            (("create", "cre", "cr"), self.cmd_create),
-            (("look", "l"), self.cmd_screen),
-            (("help", "h", "?"), self.cmd_unlogged_help),
-            (("who",), self.cmd_who),
-            (("quit", "q", "qu"), self.cmd_quit),
-        ]
-        for names, func in unlogged:
-            self.add_command(names, func, logged_in=False)
+        self.commands = Commands(
+            [self._login_set(), self._game_set()],
+            game=self,
+            default=lambda session: ["game"] if session.puppet is not None else ["login"],
+        )
 
     def add_command(
-        self, names: tuple[str, ...], func: CommandFunc, *, logged_in: bool = True
+        self, names: tuple[str, ...], func: CommandFunc, *, logged_in: bool = True, help: str = ""
     ) -> None:
-        """Add (or replace) a command under each of ``names``.
+        """Add (or replace) a command ``func(session, args)`` named ``names[0]``,
+        with the rest of ``names`` as aliases; ``logged_in=False`` puts it on
+        the connection screen. (For more, build :class:`Command` s and sets.)"""
+        cmd = _bind(names[0], func, help, aliases=tuple(names[1:]))
+        self.commands.add("game" if logged_in else "login", cmd)
 
-        ``func(session, args)`` gets the text after the command word; it may
-        be async. ``logged_in=False`` adds it to the connection screen instead.
-        """
-        table = self._commands if logged_in else self._unlogged
-        for name in names:
-            table[name.lower()] = func
+    def _login_set(self) -> CommandSet:
+        """The connection screen's commands."""
+        return CommandSet(
+            "login",
+            [
+                _bind("connect", self.cmd_connect, UNLOGGED_TOPICS["connect"]),
+                _bind("create", self.cmd_create, UNLOGGED_TOPICS["create"]),
+                _bind("look", self.cmd_screen, UNLOGGED_TOPICS["look"], aliases=("l",)),
+                _bind("help", self.cmd_unlogged_help, UNLOGGED_TOPICS["help"], aliases=("?",)),
+                _bind("who", self.cmd_who, HELP_TOPICS["who"]),
+                _bind("quit", self.cmd_quit, HELP_TOPICS["quit"]),
+            ],
+        )
+
+    def _game_set(self) -> CommandSet:
+        """The commands of a player in the world (admin ones for admins only)."""
+        cmds = [
+            _bind("look", self.cmd_look, HELP_TOPICS["look"], aliases=("l",)),
+            _bind("say", self.cmd_say, HELP_TOPICS["say"]),
+            _bind("pose", self.cmd_pose, HELP_TOPICS["pose"], aliases=("emote",)),
+            _bind("who", self.cmd_who, HELP_TOPICS["who"]),
+            _bind("help", self.cmd_help, HELP_TOPICS["help"], aliases=("?",)),
+            _bind("quit", self.cmd_quit, HELP_TOPICS["quit"]),
+            _bind("go", self.cmd_go, HELP_TOPICS["go"]),
+            _bind("reload", self.cmd_reload, ADMIN_HELP["reload"], permission="admin"),
+        ]
+        for name, func in self.admin.commands().items():
+            cmds.append(_bind(name, func, ADMIN_HELP[name], permission="admin"))
+        # Exits are typed by name ("north", "n"): whole names only, so that a
+        # prefix of a command is never taken for a short exit name.
+        return CommandSet("game", cmds, prefixes=False)
 
     # -- wiring ----------------------------------------------------------------------
 
@@ -283,29 +318,28 @@ class Game(HandlerHooks):
         if not line:
             return None
         if session.puppet is None:
-            word, _, rest = line.partition(" ")
-            func = self._unlogged.get(word.lower())
-            if func is None:
+            word = line.partition(" ")[0]
+            if self.commands.find(session, word) is None:
                 # Not echoed: at this screen a mistyped line may be a password.
                 session.msg(UNKNOWN_AT_SCREEN)
                 return None
-            return func(session, rest.strip())
+            return self.commands.run(session, line)
         char = session.puppet
         if line[0] in "'\"":
             return self.cmd_say(session, line[1:].strip())
         if line[0] == ":":
             return self.cmd_pose(session, line[1:].strip())
-        word, _, rest = line.partition(" ")
-        word = word.lower()
-        func = self._commands.get(word)
-        if func is not None:
-            return func(session, rest.strip())
+        return self._game_line(session, char, line)
+
+    async def _game_line(self, session: ServerSession, char: Character, line: str) -> None:
+        if await self.commands.run(session, line):
+            return
+        word = line.partition(" ")[0].lower()
         target = self.world.exit_from(char.room, word)
         if target is not None:
             self._move(char, target, DIRECTION_ALIASES.get(word, word))
-            return None
-        session.msg(f'Command "{word}" is not available. Type "help" for help.')
-        return None
+            return
+        session.msg(self.commands.unknown(session, word))
 
     # -- the connection screen --------------------------------------------------------
 
@@ -608,20 +642,7 @@ class Game(HandlerHooks):
         session.msg("\n".join(lines))
 
     def cmd_help(self, session: ServerSession, args: str) -> None:
-        topics = {**HELP_TOPICS, **(ADMIN_HELP if is_admin(session) else {})}
-        topic = args.strip().lower()
-        if topic:
-            topic = {"l": "look", "emote": "pose", "?": "help"}.get(topic, topic)
-            text = topics.get(topic)
-            session.msg(text if text else f'No help on {args!r}. Type "help" for a list.')
-            return
-        lines = ["Commands:"]
-        lines += [f"  {body.splitlines()[0]}" for body in HELP_TOPICS.values()]
-        if is_admin(session):
-            lines.append("Admin commands:")
-            lines += [f"  {body.splitlines()[0]}" for body in ADMIN_HELP.values()]
-        lines.append('Type "help <command>" for more.')
-        session.msg("\n".join(lines))
+        session.msg(self.commands.help(session, args))
 
     def cmd_go(self, session: ServerSession, args: str) -> None:
         char: Character = session.puppet
@@ -632,14 +653,10 @@ class Game(HandlerHooks):
         self._move(char, target, DIRECTION_ALIASES.get(args.lower(), args.lower()))
 
     def cmd_reload(self, session: ServerSession, args: str) -> None:
-        account = session.account
-        if not isinstance(account, AccountRecord) or not account.is_admin:
-            session.msg('Command "reload" is not available. Type "help" for help.')
-            return
         if self.handler is None:
             session.msg("This server cannot reload.")
             return
-        log.info("sessid %d: %s asked for a reload", session.sessid, account.name)
+        log.info("sessid %d: %s asked for a reload", session.sessid, session.uname)
         session.msg("Reloading...")
         self.handler.request_reload(session)
 

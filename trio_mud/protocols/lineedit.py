@@ -19,6 +19,11 @@ clears the prompt and the typed text off the screen, and
 :meth:`LineEditor.redraw` puts them back below the output, so the line
 being typed is always the last one.
 
+Limits: the cursor is placed by counting columns (wide characters count
+two, combining and format characters none); a wide character that does not
+fit at the end of a row, which terminals move to the next, puts the rest of
+that line's drawing one column out until it is redrawn (Ctrl-L).
+
 Error handling:
     Nothing a client sends raises. Escape sequences the editor does not know
     are ignored (their length is bounded); input past ``max_line``
@@ -101,8 +106,8 @@ def display_width(text: str) -> int:
     """
     width = 0
     for char in _ANSI_ESCAPE.sub("", text):
-        if unicodedata.combining(char) or char == "\x07":
-            continue
+        if unicodedata.combining(char) or unicodedata.category(char) == "Cf" or char == "\x07":
+            continue  # combining marks, zero-width and format characters
         width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
     return width
 
@@ -122,7 +127,7 @@ class LineEditor:
         self, *, max_line: int, history_size: int, columns: int = 80, echo: bool = True
     ) -> None:
         self.max_line = max_line
-        self.columns = columns
+        self.columns = max(1, columns)
         self.echoing = echo
         #: The prompt shown before the line, as rendered (it may hold colour).
         self.prompt = ""
@@ -138,6 +143,8 @@ class LineEditor:
         self._sequence = ""
         self._after_cr = False
         self._echo: list[str] = []
+        #: Lines put in the history since output last came (typed ahead).
+        self._typed_ahead = 0
 
     # -- what the connection calls ------------------------------------------------------
 
@@ -182,32 +189,53 @@ class LineEditor:
     def set_prompt(self, prompt: str, *, hidden: bool = False) -> str:
         """Show ``prompt`` (rendered) before the line; the text that does it.
 
-        ``hidden``: the next line is not echoed (a password).
+        ``hidden``: the next line is not echoed (a password). The first line
+        typed since the last output is the one this prompt answers; any typed
+        after it, ahead of the prompt, may have been the password: they are
+        taken out of the history.
         """
+        typed_ahead = self._typed_ahead
         erase = self.erase()
         self.prompt = prompt
         self.hidden = hidden
+        if hidden:
+            for _ in range(min(typed_ahead - 1, len(self._history))):
+                self._history.pop()
+            self._browsing = len(self._history)
+        self._typed_ahead = 0
         return erase + (self.redraw() if self.echoing else prompt)
 
     def erase(self) -> str:
-        """Text that clears the prompt and the line typed so far off the screen."""
+        """Text that clears the prompt and the line typed so far off the screen
+        (call it before writing output above the line)."""
+        self._typed_ahead = 0  # output came: what was typed before was answered
         if not self.echoing or (not self.prompt and not self._buffer):
             return ""
-        rows = self._cursor_column() // max(1, self.columns)
+        rows = self._column(self._cursor) // self.columns
         return "\r" + (f"\x1b[{rows}A" if rows else "") + "\x1b[J"
 
     def redraw(self) -> str:
-        """Text that shows the prompt and the line again (after :meth:`erase`)."""
+        """Text that shows the prompt and the line again (after :meth:`erase`).
+
+        The cursor ends where it was in the line. A line that ends exactly at
+        the right margin is followed by a line break, so that the terminal's
+        cursor is always where the editor counts it (no "pending wrap").
+        """
         if not self.echoing:
             return ""
-        if self.hidden:
-            return self.prompt
-        return self.prompt + self.text + self._move(len(self._buffer), self._cursor)
+        shown = self.prompt + ("" if self.hidden else self.text)
+        end = display_width(shown)
+        if end and end % self.columns == 0:
+            shown += "\r\n"
+        return shown + self._goto(end, self._column(self._cursor))
 
     # -- keys ------------------------------------------------------------------------
 
     def _escape(self, key: str) -> bool:
         """Read ``key`` as part of an escape sequence; False if it is not one."""
+        if key < " " or key == "\x7f":
+            self._sequence = ""  # a control key ends a broken sequence, and counts
+            return False
         sequence = self._sequence + key
         if len(sequence) == 2:
             # ESC [ and ESC O start a sequence; ESC then anything else is
@@ -231,7 +259,7 @@ class LineEditor:
     def _control(self, action: str) -> Event | None:
         buffer, cursor = self._buffer, self._cursor
         if action == "interrupt":
-            self._echo.append("^C\r\n" if not self.hidden else "\r\n")
+            self._echo.append(self._to_end() + ("^C\r\n" if not self.hidden else "\r\n"))
             self._reset_line()  # a hidden prompt stays hidden
             self._echo.append(self.redraw())
             return Interrupt()
@@ -267,7 +295,7 @@ class LineEditor:
         elif action == "down":
             self._browse(+1)
         elif action == "refresh":
-            self._echo.append(self.erase() + self.redraw())
+            self._echo.append(self._erase_line() + self.redraw())
         return None
 
     def _enter(self) -> Line:
@@ -275,7 +303,10 @@ class LineEditor:
         fresh = not self._history or self._history[-1] != line.text
         if line.text.strip() and not self.hidden and fresh:
             self._history.append(line.text)
-        self._echo.append(self._move(self._cursor, len(self._buffer)) + "\r\n")
+            self._typed_ahead += 1
+        end = self._column(len(self._buffer))
+        wrapped = end and end % self.columns == 0  # the cursor is on a new row already
+        self._echo.append(self._to_end() + ("" if wrapped else "\r\n"))
         self._reset_line()
         self.prompt = ""  # it stays on the screen, above
         self.hidden = False
@@ -291,29 +322,32 @@ class LineEditor:
         if len(self._buffer) >= self.max_line:
             self._echo.append("\x07")
             return
+        at_end = self._cursor == len(self._buffer)
+        before = self._erase_line()
         self._buffer.insert(self._cursor, char)
         self._cursor += 1
-        if not self.hidden:
-            tail = "".join(self._buffer[self._cursor :])
-            self._echo.append(char + tail + self._move(len(self._buffer), self._cursor))
+        if self.hidden:
+            return
+        if at_end and display_width(char) == 1:
+            # Typing at the end (most keys): just the character.
+            end = self._column(self._cursor)
+            self._echo.append(char + ("\r\n" if end % self.columns == 0 else ""))
+        else:
+            self._echo.append(before + self.redraw())
 
     def _delete(self, start: int, end: int) -> None:
         """Remove ``buffer[start:end]``; the cursor (at one end of it) goes to ``start``."""
         if start >= end:
             return
-        back = self._move(self._cursor, start)
-        removed = display_width("".join(self._buffer[start:end]))
+        before = self._erase_line()
         del self._buffer[start:end]
         self._cursor = start
         if not self.hidden:
-            tail = "".join(self._buffer[start:])
-            self._echo.append(
-                back + tail + " " * removed + self._move_columns(-(display_width(tail) + removed))
-            )
+            self._echo.append(before + self.redraw())
 
     def _move_to(self, position: int) -> None:
         if not self.hidden:
-            self._echo.append(self._move(self._cursor, position))
+            self._echo.append(self._goto(self._column(self._cursor), self._column(position)))
         self._cursor = position
 
     def _browse(self, step: int) -> None:
@@ -328,28 +362,36 @@ class LineEditor:
             self._draft = self.text
         self._browsing = target
         text = self._draft if target == len(self._history) else self._history[target]
-        self._echo.append(self._move(self._cursor, 0) + text + "\x1b[K")
+        before = self._erase_line()
         self._buffer = list(text)
         self._cursor = len(self._buffer)
+        self._echo.append(before + self.redraw())
 
-    # -- cursor movement ----------------------------------------------------------------
+    # -- the screen ------------------------------------------------------------------------
 
-    def _move(self, start: int, end: int) -> str:
-        """Text that moves the cursor from buffer position ``start`` to ``end``."""
-        if start == end:
-            return ""
-        low, high = min(start, end), max(start, end)
-        columns = display_width("".join(self._buffer[low:high]))
-        return self._move_columns(columns if end > start else -columns)
-
-    @staticmethod
-    def _move_columns(columns: int) -> str:
-        if columns > 0:
-            return f"\x1b[{columns}C"
-        if columns < 0:
-            return f"\x1b[{-columns}D"
-        return ""
-
-    def _cursor_column(self) -> int:
-        typed = "" if self.hidden else "".join(self._buffer[: self._cursor])
+    def _column(self, index: int) -> int:
+        """Where buffer position ``index`` is, in columns from the prompt's start."""
+        typed = "" if self.hidden else "".join(self._buffer[:index])
         return display_width(self.prompt) + display_width(typed)
+
+    def _goto(self, here: int, there: int) -> str:
+        """Text that moves the cursor from column ``here`` to ``there`` (rows wrap)."""
+        (row, column), (to_row, to_column) = divmod(here, self.columns), divmod(there, self.columns)
+        out = ""
+        if to_row < row:
+            out += f"\x1b[{row - to_row}A"
+        elif to_row > row:
+            out += f"\x1b[{to_row - row}B"
+        if to_column != column:
+            out += "\r" + (f"\x1b[{to_column}C" if to_column else "")
+        return out
+
+    def _to_end(self) -> str:
+        return self._goto(self._column(self._cursor), self._column(len(self._buffer)))
+
+    def _erase_line(self) -> str:
+        """Like :meth:`erase`, for an edit (typing ahead stays counted)."""
+        typed_ahead = self._typed_ahead
+        text = self.erase() if (self.prompt or self._buffer) and self.echoing else ""
+        self._typed_ahead = typed_ahead
+        return text

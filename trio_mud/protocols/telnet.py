@@ -89,6 +89,15 @@ class TextLine:
 
 
 @frozen
+class PromptLine:
+    """Text ended by ``IAC GA`` or ``IAC EOR``: a prompt (only with ``prompts=True``)."""
+
+    data: bytes
+    #: Ended by EOR (else by GA).
+    eor: bool = False
+
+
+@frozen
 class Command:
     """A bare telnet command such as ``IAC AYT`` or ``IAC IP``."""
 
@@ -116,7 +125,7 @@ class Subnegotiation:
     payload: bytes
 
 
-Event = TextLine | Command | OptionChange | Subnegotiation
+Event = PromptLine | TextLine | Command | OptionChange | Subnegotiation
 
 
 class TelnetProtocolError(Exception):
@@ -171,6 +180,8 @@ class TelnetProtocol:
         max_subnegotiation: cap, in bytes, on one subnegotiation payload.
         max_inflated: cap, in bytes, on what one call's MCCP3-compressed
             input may inflate to (a zlib bomb is refused, not unpacked).
+        prompts: report ``IAC GA`` and ``IAC EOR`` as the end of a
+            :class:`PromptLine` (what a client does; a server ignores them).
 
     When our side of MCCP3 is on and the client sends ``IAC SB MCCP3 IAC SE``,
     everything after it is one zlib stream, inflated here before parsing,
@@ -185,7 +196,9 @@ class TelnetProtocol:
         max_partial_line: int = 64 * 1024,
         max_subnegotiation: int = 16 * 1024,
         max_inflated: int = 64 * 1024,
+        prompts: bool = False,
     ) -> None:
+        self.prompts = prompts
         self.local_options = frozenset(local_options)
         self.remote_options = frozenset(remote_options)
         self.max_partial_line = max_partial_line
@@ -460,6 +473,9 @@ class TelnetProtocol:
         elif byte == AYT:
             self._outgoing += b"\r\n[Yes]\r\n"
             events.append(Command(byte))
+        elif byte in (GA, EOR) and self.prompts:
+            events.append(PromptLine(bytes(self._line), eor=byte == EOR))
+            self._line.clear()
         elif byte in (NOP, DM, GA, EOR, SE):
             pass  # nothing to do; SE without SB is noise
         else:

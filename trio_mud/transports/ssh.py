@@ -152,9 +152,29 @@ class _Link:
         self.channel_closed = trio.Event()
         self.events: deque[_SshEvent] = deque()
         self._arrived = trio.Event()
-        #: Set while the client's window (or the socket) can take more output.
+        #: Set while the client's SSH window can take more output.
         self.writable = trio.Event()
         self.writable.set()
+        #: The relay is waiting for the client's socket to take bytes: the
+        #: client is behind, so no more output is made for it until it has
+        #: caught up (asyncssh itself would buffer without limit).
+        self.relay_waiting = False
+        self._moved = trio.Event()
+        #: A session channel was asked for (one per connection).
+        self.session_taken = False
+
+    def can_write(self) -> bool:
+        """Whether more output may be made now (the window is open, the socket takes it)."""
+        return self.writable.is_set() and not self.relay_waiting
+
+    def moved(self) -> None:
+        """Output went on (the relay sent some, or the window opened)."""
+        self._moved.set()
+        self._moved = trio.Event()
+
+    async def progress(self) -> None:
+        """Wait for :meth:`moved`."""
+        await self._moved.wait()
 
     def push(self, event: _SshEvent) -> None:
         self.events.append(event)
@@ -191,8 +211,9 @@ class _Server(asyncssh.SSHServer):
         return True
 
     def session_requested(self) -> asyncssh.SSHServerSession[bytes] | bool:
-        if self._link.channel is not None:
+        if self._link.session_taken:
             return False  # one terminal per connection
+        self._link.session_taken = True
         return _Session(self._link)
 
 
@@ -243,6 +264,8 @@ class _Session(asyncssh.SSHServerSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         self._link.push(_CLOSED)
         self._link.writable.set()
+        self._link.relay_waiting = False  # nothing more will go
+        self._link.moved()
         self._link.channel_closed.set()
 
     def pause_writing(self) -> None:
@@ -250,6 +273,7 @@ class _Session(asyncssh.SSHServerSession[bytes]):
 
     def resume_writing(self) -> None:
         self._link.writable.set()
+        self._link.moved()
 
 
 # -- the connection --------------------------------------------------------------------
@@ -289,8 +313,16 @@ class SSHConnection(Connection):
         )
         self._decoder = _decoder(flags.get("ENCODING", "utf-8"))
         self._settled.set()  # nothing to negotiate
+        #: Set when :meth:`run` is over (the socket's task waits for it).
+        self.finished = trio.Event()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.finished.set()
+
+    async def _run(self) -> None:
         with self._cancel_scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
@@ -315,6 +347,10 @@ class SSHConnection(Connection):
 
     async def _reader(self) -> None:
         while not self._closing:
+            if not self._link.can_write():
+                # The client takes no output: no more keys (and echoes) until
+                # it does, within write_timeout.
+                await self._wait_writable()
             events = await self._link.next_events()
             self.last_input = trio.current_time()
             for event in events:
@@ -342,7 +378,8 @@ class SSHConnection(Connection):
                         await trio.lowlevel.checkpoint()
 
     async def _resize(self, width: int, height: int) -> None:
-        self.editor.columns = max(1, width)
+        if width > 0:
+            self.editor.columns = width  # 0 means "unknown": keep what we had
         flags = {"SCREENWIDTH": {0: width}, "SCREENHEIGHT": {0: height}}
         self.session.protocol_flags.update(flags)
         if self._announced:
@@ -357,36 +394,42 @@ class SSHConnection(Connection):
             batch = await self._outbox.get_all()
             await trio.lowlevel.cancel_shielded_checkpoint()
             batch += self._outbox.take_nowait()
-            parts: list[str] = []
-            prompt: tuple[str, bool] | None = None
-            goodbye: Disconnect | None = None
+            out: list[str] = []
+            text: list[str] = []  # output waiting to go above the line
             for message in batch:
                 if isinstance(message, Flush):
                     continue
                 if isinstance(message, Disconnect):
-                    goodbye = message
-                    break
+                    if message.reason:
+                        text.append(self._render(message.reason))
+                    await self._write("".join(out) + self.editor.erase() + "".join(text))
+                    self._channel.exit(0)
+                    self._cancel_scope.cancel()
+                    return
                 if message.cmdname == "text":
-                    parts.append(self._text(message))
+                    if self.editor.hidden and not text and not self.editor.text:
+                        # The game went on past its hidden prompt (the password
+                        # was typed ahead): the prompt is stale.
+                        out.append(self.editor.set_prompt("", hidden=False))
+                    text.append(self._text(message))
                 elif message.cmdname == "prompt":
-                    prompt = self._prompt(message)
-            text = "".join(parts)
-            if goodbye is not None:
-                if goodbye.reason:
-                    text += self._render(goodbye.reason)
-                await self._write(self.editor.erase() + text)
-                self._channel.exit(0)
-                self._cancel_scope.cancel()
-                return
-            out = ""
-            if text:
-                # Above the line being typed, which is drawn again below.
-                out = self.editor.erase() + text + self.editor.redraw()
-            if prompt is not None:
-                out += self.editor.set_prompt(prompt[0], hidden=prompt[1])
-            del batch, parts
-            if out:
-                await self._write(out)
+                    out.append(self._above(text))
+                    prompt, hidden = self._prompt(message)
+                    out.append(self.editor.set_prompt(prompt, hidden=hidden))
+            out.append(self._above(text))
+            del batch, text
+            data = "".join(out)
+            del out
+            if data:
+                await self._write(data)
+
+    def _above(self, text: list[str]) -> str:
+        """``text`` written above the line being typed (then forgotten)."""
+        if not text:
+            return ""
+        shown = self.editor.erase() + "".join(text) + self.editor.redraw()
+        text.clear()
+        return shown
 
     def _text(self, message: DataOut | Broadcast) -> str:
         if type(message) is Broadcast:
@@ -434,7 +477,7 @@ class SSHConnection(Connection):
                 self._channel.write(data)  # if it fails, the reader learns
 
     async def _write(self, text: str) -> None:
-        """Write ``text``; if the client's window is full, wait within ``write_timeout``."""
+        """Write ``text``; while the client is behind, wait within ``write_timeout``."""
         data = self._encode(text)
         self.sent += len(data)
         try:
@@ -443,12 +486,16 @@ class SSHConnection(Connection):
             self.close_reason = "client connection broke"
             self._cancel_scope.cancel()
             return
-        if self._link.writable.is_set():
-            return
+        if not self._link.can_write():
+            await self._wait_writable()
+
+    async def _wait_writable(self) -> None:
+        """Wait until the client takes output again; past ``write_timeout``, drop it."""
         scope = self._cancel_scope
         scope.deadline = trio.current_time() + self.settings.write_timeout
         try:
-            await self._link.writable.wait()
+            while not self._link.can_write():
+                await self._link.progress()
         except trio.Cancelled:
             if trio.current_time() >= scope.deadline:
                 self._stalled = True
@@ -498,13 +545,19 @@ async def serve_ssh(
     if logging.getLogger("asyncssh").level == logging.NOTSET:
         # asyncssh logs every connection at INFO; this module logs what matters.
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+    try:
+        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(_accept_loop, portal, portal.admitting(listener), key, nursery)
+            portal.ssh_addresses = addresses
+            for host, port in addresses:
+                log.info(
+                    "SSH listening on %s port %d (host key %s)", host, port, key.get_fingerprint()
+                )
+            task_status.started(addresses)
+    finally:
         for listener in listeners:
-            nursery.start_soon(_accept_loop, portal, portal.admitting(listener), key, nursery)
-        portal.ssh_addresses = addresses
-        for host, port in addresses:
-            log.info("SSH listening on %s port %d (host key %s)", host, port, key.get_fingerprint())
-        task_status.started(addresses)
+            listener.socket.close()
 
 
 async def _accept_loop(
@@ -532,12 +585,26 @@ async def _serve_socket(
         if unwrapped is None:
             return
         transport, address = unwrapped
-        ours, theirs = socket.socketpair()
+        try:
+            ours, theirs = socket.socketpair()
+        except OSError as exc:  # out of file descriptors: each SSH client takes three
+            portal.log_limited(
+                logging.WARNING, "ssh socketpair", "SSH from %s refused: %s", address, exc
+            )
+            return
+        link = _Link()
         relay_end = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
         async with relay_end, trio.open_nursery() as relay:
             relay.start_soon(_pump_in, transport, relay_end)
-            relay.start_soon(_pump_out, relay_end, transport, relay.cancel_scope)
-            await _run_ssh(portal, theirs, key, address)  # closes its end when done
+            relay.start_soon(
+                _pump_out,
+                relay_end,
+                transport,
+                link,
+                portal.settings.write_timeout,
+                relay.cancel_scope,
+            )
+            await _run_ssh(portal, theirs, key, address, link)  # closes its end when done
             # What asyncssh wrote last (the goodbye, the channel's close) is
             # still on its way out: the relay ends once it is all sent.
             relay.cancel_scope.deadline = trio.current_time() + _DRAIN_TIMEOUT
@@ -564,22 +631,38 @@ async def _pump_in(client: trio.abc.Stream, relay_end: trio.SocketStream) -> Non
 
 
 async def _pump_out(
-    relay_end: trio.SocketStream, client: trio.abc.Stream, done: trio.CancelScope
+    relay_end: trio.SocketStream,
+    client: trio.abc.Stream,
+    link: _Link,
+    write_timeout: float,
+    done: trio.CancelScope,
 ) -> None:
-    """asyncssh's bytes to the client, to the last; then the relay ends."""
+    """asyncssh's bytes to the client, to the last; then the relay ends.
+
+    A client that takes nothing for ``write_timeout`` is cut off (the relay
+    ends, so asyncssh and the session see the connection go).
+    """
     try:
         while chunk := await relay_end.receive_some(65536):
-            await client.send_all(chunk)
+            link.relay_waiting = True
+            with trio.move_on_after(write_timeout) as waiting:
+                await client.send_all(chunk)
+            link.relay_waiting = False
+            link.moved()
+            if waiting.cancelled_caught:
+                log.warning("SSH client stalled: nothing taken for %g s", write_timeout)
+                break
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
+    link.relay_waiting = False
+    link.moved()
     done.cancel()
 
 
 async def _run_ssh(
-    portal: ListenerHost, sock: socket.socket, key: asyncssh.SSHKey, address: str
+    portal: ListenerHost, sock: socket.socket, key: asyncssh.SSHKey, address: str, link: _Link
 ) -> None:
     settings = portal.settings
-    link = _Link()
     connection: asyncssh.SSHServerConnection | None = None
     why: object = f"no login within {settings.ssh_login_timeout:g} s"
     try:
@@ -606,8 +689,11 @@ async def _run_ssh(
                 logging.INFO, f"ssh {address}", "SSH from %s ended before a shell: %s", address, why
             )
             return
-        session = portal.new_session("ssh", address)
-        await portal.run_connection(SSHConnection(portal, session, link))
+        # The session runs among the portal's connections (so a shutdown ends
+        # it before the handler stops); this task keeps the socket until then.
+        conn = SSHConnection(portal, portal.new_session("ssh", address), link)
+        portal.start_connection(conn)
+        await conn.finished.wait()
         # The channel was sent its exit status and closed: the client closes
         # its side and hangs up by itself (OpenSSH drops whatever it has not
         # shown yet when the server disconnects first).
