@@ -279,6 +279,22 @@ def render(text: str, level: ColorLevel = ColorLevel.ANSI, *, screenreader: bool
     return result
 
 
+def render_for(text: str, flags: Mapping[str, Any]) -> str:
+    """``text`` as a client with these ``protocol_flags`` is shown it.
+
+    ``RAW`` shows the markup itself, unparsed (raw control characters are
+    still removed); otherwise :func:`render` at :func:`level_for`'s level.
+    """
+    if flags.get("RAW"):
+        return text.translate(_RAW_CONTROLS)
+    return render(text, level_for(flags), screenreader=bool(flags.get("SCREENREADER")))
+
+
+def render_key(flags: Mapping[str, Any]) -> tuple[ColorLevel, bool, bool]:
+    """What :func:`render_for`'s result depends on (to share it among clients)."""
+    return level_for(flags), bool(flags.get("SCREENREADER")), bool(flags.get("RAW"))
+
+
 _LAYOUT = re.compile(r"\|[|/]")
 
 

@@ -69,8 +69,21 @@ def client_options(session: OOBSession, *args: Any, **kwargs: Any) -> None:
     """Set protocol flags the client tells us about (Core.Hello, web client).
 
     Unknown or malformed options are ignored; the portal's copy of the
-    session is updated so that rendering follows at once.
+    session is updated so that rendering follows at once. With nothing to
+    set, the answer is a ``client_options`` message with the current
+    options (what Evennia's web client asks for to fill its settings).
     """
+    if not args and not kwargs:
+        flags = session.protocol_flags
+        current: dict[str, Any] = {}
+        for key, (flag, _) in CLIENT_OPTIONS.items():
+            value = flags.get(flag)
+            if isinstance(value, dict):  # SCREENWIDTH is {0: width}
+                value = value.get(0, next(iter(value.values()), None))
+            if value is not None:
+                current[key] = value
+        session.data_out(client_options=((), current))
+        return
     changed: dict[str, Any] = {}
     for key, value in kwargs.items():
         option = CLIENT_OPTIONS.get(key.lower())

@@ -301,6 +301,12 @@ class Settings:
     shutdown_grace: float = field(default=3.0, validator=_positive)
     shutdown_message: str = "The server is shutting down. Goodbye!"
 
+    # -- the starter game ---------------------------------------------------------
+    #: The prompt shown after each command (``{hp}``, ``{maxhp}``, ``{name}``
+    #: and ``{room}`` are filled in; markup allowed); empty for none. A player
+    #: turns it off with ``option NOPROMPT on``.
+    game_prompt: str = "|gHP {hp}/{maxhp}|n > "
+
     # -- accounts -------------------------------------------------------------
     min_password_length: int = field(default=8, validator=_positive)
     max_password_length: int = field(default=128, validator=_positive)

@@ -17,9 +17,11 @@ import trio
 from attrs import define, field
 
 from .. import markup
+from ..attributes import Attributes
 from ..commands import Command, Commands, CommandSet, Context
 from ..handler import Handler, HandlerHooks, InputFunc, ServerSession
 from ..oob import MsdpVariables
+from ..options import option_command, restore
 from ..settings import Settings
 from .accounts import NAME_PATTERN, Passwords, name_problem, password_problem
 from .admin import ADMIN_HELP, Admin, duration, is_admin
@@ -129,6 +131,8 @@ class Game(HandlerHooks):
         self.store = store
         self.passwords = Passwords(settings)
         self.guard = LoginGuard(settings, store)
+        #: What the game keeps on accounts and characters (saved options, ...).
+        self.attributes = Attributes(store)
         self.admin = Admin(self)
         self.started = time.time()
         #: Characters in the world, by character id.
@@ -177,6 +181,7 @@ class Game(HandlerHooks):
             _bind("help", self.cmd_help, HELP_TOPICS["help"], aliases=("?",)),
             _bind("quit", self.cmd_quit, HELP_TOPICS["quit"]),
             _bind("go", self.cmd_go, HELP_TOPICS["go"]),
+            option_command(self.attributes),
             _bind("reload", self.cmd_reload, ADMIN_HELP["reload"], permission="admin"),
         ]
         for name, func in self.admin.commands().items():
@@ -189,7 +194,12 @@ class Game(HandlerHooks):
 
     def inputfuncs(self) -> dict[str, InputFunc]:
         """The input functions to give the :class:`~trio_mud.handler.Handler`."""
-        return {"text": self.text, "login": self.gmcp_login}
+        return {
+            "text": self.text,
+            "login": self.gmcp_login,
+            "core_supports_set": self.gmcp_supports,
+            "core_supports_add": self.gmcp_supports,
+        }
 
     def attach_handler(self, handler: Handler) -> None:
         """Wire the game to the handler that runs it."""
@@ -232,14 +242,16 @@ class Game(HandlerHooks):
         Moves are batched: whatever changed while one save ran goes in the
         next. On the way out, everything still unsaved is saved.
         """
-        task_status.started()
-        try:
-            while True:
-                await self._unsaved_event.wait()
-                await self.flush()
-        finally:
-            with trio.CancelScope(shield=True):
-                await self.flush()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.attributes.run)
+            task_status.started()
+            try:
+                while True:
+                    await self._unsaved_event.wait()
+                    await self.flush()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.flush()
 
     async def flush(self) -> None:
         """Write every unsaved location now."""
@@ -279,10 +291,12 @@ class Game(HandlerHooks):
                 session.sync()
                 continue
             self._enter_world(session, *found[session.puid])
+            await restore(self.attributes, session)
 
     async def at_handler_pause(self) -> None:
-        """Before a reload: every location saved."""
+        """Before a reload: every location and attribute saved."""
         await self.flush()
+        await self.attributes.flush()
 
     # -- session hooks ----------------------------------------------------------------
 
@@ -324,22 +338,43 @@ class Game(HandlerHooks):
                 session.msg(UNKNOWN_AT_SCREEN)
                 return None
             return self.commands.run(session, line)
-        char = session.puppet
-        if line[0] in "'\"":
-            return self.cmd_say(session, line[1:].strip())
-        if line[0] == ":":
-            return self.cmd_pose(session, line[1:].strip())
-        return self._game_line(session, char, line)
+        return self._in_game(session, session.puppet, line)
 
-    async def _game_line(self, session: ServerSession, char: Character, line: str) -> None:
-        if await self.commands.run(session, line):
+    async def _in_game(self, session: ServerSession, char: Character, line: str) -> None:
+        """A line typed by a player in the world; the prompt after its output."""
+        if line[0] in "'\"":
+            self.cmd_say(session, line[1:].strip())
+        elif line[0] == ":":
+            self.cmd_pose(session, line[1:].strip())
+        elif not await self.commands.run(session, line):
+            word = line.partition(" ")[0].lower()
+            target = self.world.exit_from(char.room, word)
+            if target is not None:
+                self._move(char, target, DIRECTION_ALIASES.get(word, word))
+            else:
+                session.msg(self.commands.unknown(session, word))
+        self.prompt(session)
+
+    def prompt(self, session: ServerSession) -> None:
+        """The prompt (``game_prompt``), unless the player turned it off (NOPROMPT)."""
+        char = session.puppet
+        template = self.settings.game_prompt
+        if not template or not isinstance(char, Character) or not session.connected:
             return
-        word = line.partition(" ")[0].lower()
-        target = self.world.exit_from(char.room, word)
-        if target is not None:
-            self._move(char, target, DIRECTION_ALIASES.get(word, word))
+        if session.protocol_flags.get("NOPROMPT"):
             return
-        session.msg(self.commands.unknown(session, word))
+        session.data_out(
+            prompt=template.format(
+                hp=char.hp, maxhp=char.maxhp, name=char.name, room=char.room.name
+            )
+        )
+
+    def gmcp_supports(self, session: ServerSession, *args: Any, **kwargs: Any) -> None:
+        """GMCP ``Core.Supports.Set``/``.Add``: the state of what the client now takes,
+        at once (the portal sends each package only to clients that take it)."""
+        char = session.puppet
+        if isinstance(char, Character):
+            self._send_status(char, everything=True)
 
     # -- the connection screen --------------------------------------------------------
 
@@ -404,6 +439,7 @@ class Game(HandlerHooks):
             return  # the client left while we worked
         session.msg(f"A new account {name!r} was created. Welcome!")
         self._puppet(session, account, record)
+        self.prompt(session)
 
     async def cmd_connect(self, session: ServerSession, args: str) -> None:
         name, _, password = args.partition(" ")
@@ -425,6 +461,8 @@ class Game(HandlerHooks):
             return
         log.info("sessid %d: %r logged in", session.sessid, account.name)
         self._puppet(session, account, record)
+        await restore(self.attributes, session)
+        self.prompt(session)
 
     async def gmcp_login(self, session: ServerSession, *args: Any, **kwargs: Any) -> None:
         """GMCP ``Char.Login.Credentials {"account": ..., "password": ...}``."""

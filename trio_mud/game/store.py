@@ -22,7 +22,17 @@ from attrs import frozen
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: Version 3: attributes, what a game keeps on accounts and characters.
+_SCHEMA_3 = """
+CREATE TABLE attributes (
+    owner TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (owner, key)
+) WITHOUT ROWID;
+"""
 
 #: Version 2: bans, and the login and account-creation events throttles count.
 _SCHEMA_2 = """
@@ -64,6 +74,7 @@ CREATE TABLE characters (
 CREATE INDEX characters_account ON characters(account_id);
 """
     + _SCHEMA_2
+    + _SCHEMA_3
 )
 
 
@@ -281,6 +292,32 @@ class Store:
                 [(room, char_id) for char_id, room in locations.items()],
             )
 
+    # -- attributes ----------------------------------------------------------------------
+
+    async def attributes(self, owner: str) -> dict[str, str]:
+        """Every attribute of ``owner`` (``"account:12"``), as stored (JSON text)."""
+        return await self._run(self._attributes, owner)
+
+    def _attributes(self, owner: str) -> dict[str, str]:
+        rows = self._db.execute("SELECT key, value FROM attributes WHERE owner = ?", (owner,))
+        return dict(rows)
+
+    async def write_attributes(self, changes: Mapping[tuple[str, str], str | None]) -> None:
+        """Store ``(owner, key) -> JSON`` (None deletes), in one transaction."""
+        await self._run(self._write_attributes, dict(changes))
+
+    def _write_attributes(self, changes: dict[tuple[str, str], str | None]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO attributes (owner, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value",
+                [(o, k, v) for (o, k), v in changes.items() if v is not None],
+            )
+            self._db.executemany(
+                "DELETE FROM attributes WHERE owner = ? AND key = ?",
+                [(o, k) for (o, k), v in changes.items() if v is None],
+            )
+
     # -- bans and throttles ------------------------------------------------------------
 
     async def bans(self) -> list[Ban]:
@@ -361,8 +398,9 @@ def _connect(path: Path) -> sqlite3.Connection:
             connection.executescript(
                 f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             )
-        elif version == 1:
-            connection.executescript(f"BEGIN; {_SCHEMA_2} PRAGMA user_version = 2; COMMIT;")
+        elif version in (1, 2):
+            upgrade = (_SCHEMA_2 if version == 1 else "") + _SCHEMA_3
+            connection.executescript(f"BEGIN; {upgrade} PRAGMA user_version = 3; COMMIT;")
         elif version != SCHEMA_VERSION:
             raise StoreError(
                 f"{path} has schema version {version}; this trio_mud knows {SCHEMA_VERSION}"

@@ -184,6 +184,24 @@ _INPUT_CONTROLS: dict[int, str | None] = {c: None for c in [*range(0x20), 0x7F, 
 _INPUT_CONTROLS[0x09] = " "
 
 
+def show_controls(text: str) -> str:
+    """``text`` with control characters spelled out (``^C``, ``<ESC>``, ``\\x9b``)."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if char == "\x1b":
+            out.append("<ESC>")
+        elif code < 0x20:
+            out.append("^" + chr(code + 64))
+        elif code == 0x7F:
+            out.append("^?")
+        elif 0x80 <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(char)
+    return repr("".join(out))
+
+
 def clean_input(text: str) -> str:
     """Remove control characters from a line a player typed."""
     return text.translate(_INPUT_CONTROLS)
@@ -316,6 +334,8 @@ class Connection:
         self._commands = TokenBucket(
             self.settings.max_command_rate, self.settings.command_rate_burst, trio.current_time()
         )
+        #: The next line answers a hidden (password) prompt: never echoed.
+        self._hidden_line = False
         #: Inputs dropped in a row for going over the command rate.
         self._dropped_in_row = 0
         self.close_reason = "connection closed"
@@ -352,6 +372,8 @@ class Connection:
         """Queue a message for the writer; a full queue means the client is stuck."""
         if self._closing:
             return
+        if type(message) is DataOut and message.cmdname == "prompt":
+            self._hidden_line = bool(message.kwargs.get("password"))
         if not self._outbox.put_nowait(message):
             self.portal.count_slow_client()
             self.abort(
@@ -440,9 +462,20 @@ class Connection:
         self.session.data_out(text=markup.escape(reason))
 
     async def _handle_text(self, text: str) -> None:
-        """A line the player typed: checked, cleaned and passed on."""
+        """A line the player typed: checked, cleaned and passed on.
+
+        With the ``INPUTDEBUG`` option the player is shown the line as it
+        came, control characters spelled out; with ``LOCALECHO``, the line
+        (for clients that do not show what was typed).
+        """
         settings = self.settings
+        flags = self.session.protocol_flags
+        if flags.get("INPUTDEBUG"):
+            self.session.data_out(text=markup.escape(f"INPUT: {show_controls(text)}"))
         text = clean_input(text)
+        hidden, self._hidden_line = self._hidden_line, False
+        if flags.get("LOCALECHO") and not hidden:
+            self.session.data_out(text=markup.escape(text))
         if len(text) > settings.max_char_limit:
             log.info("sessid %d: dropped a %d-character line", self.session.sessid, len(text))
             self.session.data_out(

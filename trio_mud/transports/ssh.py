@@ -433,32 +433,22 @@ class SSHConnection(Connection):
 
     def _text(self, message: DataOut | Broadcast) -> str:
         if type(message) is Broadcast:
-            key = ("ssh", markup.level_for(self.session.protocol_flags), self._screenreader)
+            key = ("ssh", *markup.render_key(self.session.protocol_flags))
             shared: str | None = message.rendered.get(key)
             if shared is None:
                 shared = message.rendered[key] = self._render(_first(message))
             return shared
         return self._render(_first(message))
 
-    @property
-    def _screenreader(self) -> bool:
-        return bool(self.session.protocol_flags.get("SCREENREADER"))
-
     def _render(self, text: str) -> str:
         """Marked-up ``text`` as a terminal shows it: colour, CR LF line ends."""
-        rendered = markup.render(
-            text, markup.level_for(self.session.protocol_flags), screenreader=self._screenreader
-        )
+        rendered = markup.render_for(text, self.session.protocol_flags)
         if not rendered.endswith("\n"):
             rendered += "\n"
         return rendered.replace("\r\n", "\n").replace("\n", "\r\n")
 
     def _prompt(self, message: DataOut | Broadcast) -> tuple[str, bool]:
-        rendered = markup.render(
-            _first(message),
-            markup.level_for(self.session.protocol_flags),
-            screenreader=self._screenreader,
-        )
+        rendered = markup.render_for(_first(message), self.session.protocol_flags)
         return rendered.replace("\n", " "), bool(message.kwargs.get("password"))
 
     def _encode(self, text: str) -> bytes:

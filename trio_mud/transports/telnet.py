@@ -228,12 +228,7 @@ class TelnetConnection(Connection):
     def _render_key(self) -> tuple[Any, ...]:
         """How this client is shown text: what shared renderings are keyed by."""
         flags = self.session.protocol_flags
-        return (
-            "telnet",
-            markup.level_for(flags),
-            bool(flags.get("SCREENREADER")),
-            flags.get("ENCODING", "utf-8"),
-        )
+        return ("telnet", *markup.render_key(flags), flags.get("ENCODING", "utf-8"))
 
     def _render(self, message: DataOut | Broadcast) -> None:
         """Queue ``message`` in the protocol, in this client's form."""
@@ -243,11 +238,7 @@ class TelnetConnection(Connection):
         elif cmdname == "prompt":
             flags = self.session.protocol_flags
             self.protocol.send_prompt(
-                markup.render(
-                    str(args[0]) if args else "",
-                    markup.level_for(flags),
-                    screenreader=bool(flags.get("SCREENREADER")),
-                ),
+                markup.render_for(str(args[0]) if args else "", flags),
                 flags.get("ENCODING", "utf-8"),
                 password=bool(kwargs.get("password")),
             )
@@ -266,9 +257,7 @@ class TelnetConnection(Connection):
     def _encode_text(self, text: str) -> bytes:
         """``text`` rendered for this client, as the bytes telnet sends."""
         flags = self.session.protocol_flags
-        rendered = markup.render(
-            text, markup.level_for(flags), screenreader=bool(flags.get("SCREENREADER"))
-        )
+        rendered = markup.render_for(text, flags)
         if not rendered.endswith(("\n", "\r")):
             rendered += "\n"
         return TelnetProtocol.encode_text(rendered, flags.get("ENCODING", "utf-8"))

@@ -251,11 +251,7 @@ class WebSocketSession(Connection):
         if message.cmdname != "text":
             return self._encode(message)
         flags = self.session.protocol_flags
-        key = (
-            self.subprotocol,
-            markup.level_for(flags),
-            bool(flags.get("SCREENREADER")),
-        )
+        key = (self.subprotocol, *markup.render_key(flags))
         if key not in message.rendered:
             message.rendered[key] = self._encode(message)
         frame: str | bytes | None = message.rendered[key]
@@ -286,9 +282,7 @@ class WebSocketSession(Connection):
             return evennia_frame(message)
         if cmdname in ("text", "prompt"):
             text = str(args[0]) if args else ""
-            ansi = markup.render(
-                text, markup.level_for(flags), screenreader=bool(flags.get("SCREENREADER"))
-            )
+            ansi = markup.render_for(text, flags)
             if cmdname == "prompt" and self.subprotocol == JSON:
                 return json.dumps({"proto": "prompt", "id": "", "data": ansi})
             if cmdname == "text" and not ansi.endswith("\n"):
