@@ -14,7 +14,7 @@ import trio
 
 from trio_mud import Server
 from trio_mud.attributes import Attributes
-from trio_mud.commands import Command, CommandSet, Commands, Context, ParseError, command
+from trio_mud.commands import Command, Commands, CommandSet, Context, ParseError, command
 from trio_mud.game import Store
 from trio_mud.serverproc import ProcessStarter
 from trio_mud.testing import FakeSession, TelnetClient, settings_for_tests
