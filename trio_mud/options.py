@@ -8,17 +8,24 @@ every reload (:func:`restore`, the seed's ``at_sync`` merge).
 Each option is a protocol flag, and the portal acts on it for every
 transport:
 
-==============  =================================================================
-``ANSI``, ``XTERM256``, ``TRUECOLOR``  the colour level
-``NOCOLOR``     no colour at all
-``SCREENREADER`` no colour, no box-drawing or rules
-``RAW``         markup sent as it is, unparsed (``|rred|n``)
-``ENCODING``    how input is decoded and output encoded (an unknown one is refused)
-``SCREENWIDTH``, ``SCREENHEIGHT``  the screen size the game formats for
-``LOCALECHO``   the server echoes each line typed (for clients that do not)
-``INPUTDEBUG``  each line typed is shown as it came, control characters spelled out
-``NOPROMPT``    no prompt after commands
-==============  =================================================================
+``ANSI``, ``XTERM256``, ``TRUECOLOR``
+    the colour level
+``NOCOLOR``
+    no colour at all
+``SCREENREADER``
+    no colour, no box-drawing or rules
+``RAW``
+    markup sent as it is, unparsed (``|rred|n``)
+``ENCODING``
+    how input is decoded and output encoded (an unknown one is refused)
+``SCREENWIDTH``, ``SCREENHEIGHT``
+    the screen size the game formats for
+``LOCALECHO``
+    the server echoes each line typed (for clients that do not)
+``INPUTDEBUG``
+    each line typed is shown as it came, control characters spelled out
+``NOPROMPT``
+    no prompt after commands
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A :class:`Connection` owns one client's :class:`PortalSession`, a bounded
 output queue drained by a single writer, the command-rate bucket, and the
 checks every typed line passes (length, rate, control characters) before it
-goes to the handler. A transport (:mod:`.telnet`, :mod:`.websocket`)
+goes to the handler. A transport (:mod:`trio_mud.transports.telnet`,
+:mod:`trio_mud.transports.websocket`)
 subclasses it with its reader and writer.
 
 A connection needs little of the portal: :class:`ConnectionHost` names it
