@@ -264,6 +264,7 @@ class Server:
         return [sys.executable, "-m", "trio_mud",
         "--set", "max_connections_per_address=100000",  # many clients on loopback
         "--set", "creation_throttle_limit=100000", "--set", "login_throttle_limit=100000",
+        "--set", "game_prompt=",  # the same output as the figures measured before prompts
         "--no-web", "--telnet-port", "0",
                 "--data-dir", self.data_dir, *self.args]  # fmt: skip
 

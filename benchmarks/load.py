@@ -178,6 +178,8 @@ async def main(clients: int, commands: int, embedded: bool) -> None:
             "--set",
             "login_throttle_limit=100000",
             "--set",
+            "game_prompt=",
+            "--set",
             f"max_connection_rate={clients * 2}",
         ]
 

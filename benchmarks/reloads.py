@@ -535,6 +535,7 @@ async def run(args: argparse.Namespace) -> None:
         sys.executable, "-m", "trio_mud",
         "--set", "max_connections_per_address=100000",  # many clients on loopback
         "--set", "creation_throttle_limit=100000", "--set", "login_throttle_limit=100000",
+        "--set", "game_prompt=",  # the same output as the figures measured before prompts
         "--no-web", "--telnet-port", "0",
         "--data-dir", os.path.join(workdir, "data"), "--log-level", "INFO",
         "--idle-timeout", "0",

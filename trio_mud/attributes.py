@@ -44,9 +44,13 @@ _converter = cattrs.Converter()
 class AttributeStore(Protocol):
     """Where attributes are kept (the game's :class:`~trio_mud.game.store.Store`)."""
 
-    async def attributes(self, owner: str) -> dict[str, str]: ...
+    async def attributes(self, owner: str) -> dict[str, str]:
+        """Every attribute of ``owner``, as stored (JSON text by key)."""
+        ...
 
-    async def write_attributes(self, changes: dict[tuple[str, str], str | None]) -> None: ...
+    async def write_attributes(self, changes: dict[tuple[str, str], str | None]) -> None:
+        """Store ``(owner, key) -> JSON`` (None deletes), in one transaction."""
+        ...
 
 
 def _owner(kind: str, ident: int | str) -> str:
@@ -80,6 +84,7 @@ class Attributes:
         self._values[owner] = values
 
     def loaded(self, kind: str, ident: int | str) -> bool:
+        """Whether the owner's attributes are in memory (see :meth:`load`)."""
         return _owner(kind, ident) in self._values
 
     def get(
@@ -104,6 +109,7 @@ class Attributes:
         self._wanted.set()
 
     def delete(self, kind: str, ident: int | str, key: str) -> None:
+        """Remove ``key`` now (in memory); the deletion is written with the next batch."""
         owner = _owner(kind, ident)
         self._values.get(owner, {}).pop(key, None)
         self._dirty[(owner, key)] = None

@@ -108,6 +108,7 @@ class Command:
         return self.help.splitlines()[0] if self.help else self.key
 
     async def run(self, ctx: Context) -> None:
+        """Run the command for ``ctx`` (parsing its arguments first, if it has a parser)."""
         if self.parse is None:
             result = self.func(ctx, ctx.args)
         else:
@@ -159,6 +160,7 @@ class CommandSet:
     prefixes: bool = True
 
     def merged_into(self, table: dict[str, tuple[Command, bool]]) -> None:
+        """Put this set's names into ``table`` (over what is there)."""
         for cmd in self.commands:
             for name in cmd.names:
                 table[name] = (cmd, self.prefixes)
@@ -198,6 +200,7 @@ class Commands:
     # -- a session's sets ------------------------------------------------------------------
 
     def sets_of(self, session: ServerSession) -> list[str]:
+        """The names of ``session``'s command sets, in order (its default if none were set)."""
         names = session.server_data.get(CMDSETS)
         if not isinstance(names, list):
             default = self.default
@@ -218,11 +221,13 @@ class Commands:
         self.set_sets(session, [*names, name])
 
     def remove_set(self, session: ServerSession, name: str) -> None:
+        """Take the set ``name`` off ``session``'s."""
         self.set_sets(session, [n for n in self.sets_of(session) if n != name])
 
     # -- finding ---------------------------------------------------------------------------
 
     def has_permission(self, session: ServerSession, permission: str | None) -> bool:
+        """Whether ``session`` has ``permission`` (None: everyone has it)."""
         return permission is None or permission in set(self._permissions(session))
 
     def available(self, session: ServerSession) -> dict[str, tuple[Command, bool]]:

@@ -97,6 +97,7 @@ class DataDirLock:
         return stale if stale != os.getpid() else None
 
     def release(self) -> None:
+        """Let the lock go (the pid file is emptied, never removed)."""
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing lets the lock go

@@ -137,6 +137,7 @@ class LatencyHistogram:
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
+        """Count one duration."""
         self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
         self.total += seconds
 
@@ -183,6 +184,7 @@ class StatusTap:
         self.done = False
 
     def started(self, value: Any = None) -> None:
+        """Pass ``value`` on, first telling ``on_started`` (if any)."""
         self.done = True
         if self.on_started is not None:
             self.on_started()

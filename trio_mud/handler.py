@@ -66,7 +66,9 @@ _TXID: ContextVar[int] = ContextVar("trio_mud_txid", default=0)
 class Attachable(Protocol):
     """A portal, in this process or reached over a link."""
 
-    async def attach(self) -> PortalLink: ...
+    async def attach(self) -> PortalLink:
+        """Hand this handler its link (see :meth:`trio_mud.generations.Generations.attach`)."""
+        ...
 
 
 ERROR_MESSAGE = "Something went wrong running that command. It has been logged."
@@ -285,6 +287,7 @@ class Handler:
         self.send_nowait(Counters({name: amount}))
 
     def statistics(self) -> HandlerStatistics:
+        """A snapshot of the handler's counters."""
         return HandlerStatistics(
             sessions=len(self.sessions),
             inputs_handled=self._inputs_handled,
@@ -336,6 +339,7 @@ class Handler:
     # -- towards the portal --------------------------------------------------------------
 
     def send_nowait(self, message: FromHandler) -> None:
+        """Send ``message`` to the portal; never blocks (dropped if no portal is attached)."""
         if self._link is not None:
             self._link.send_nowait(message)
 

@@ -172,6 +172,7 @@ def _effect(token: str) -> str | Callable[[Style], Style]:
 
 
 def x256_to_rgb(index: int) -> tuple[int, int, int]:
+    """The RGB colour of xterm-256 colour ``index``."""
     if index < 16:
         return ANSI_RGB[index]
     if index < 232:
@@ -209,6 +210,7 @@ def rgb_to_ansi(rgb: tuple[int, int, int]) -> int:
 
 
 def to_rgb(color: Color) -> tuple[int, int, int]:
+    """Any colour of the markup, as RGB."""
     kind, value = color
     if kind == "rgb":
         r, g, b = value

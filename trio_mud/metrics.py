@@ -198,6 +198,7 @@ def _buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
 
 
 def registry_for(portal: Portal) -> CollectorRegistry:
+    """A Prometheus registry holding ``portal``'s collector."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PortalCollector(portal))
     return registry

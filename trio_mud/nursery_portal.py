@@ -292,6 +292,7 @@ class Portal:
         return {sessid: conn.session for sessid, conn in self._connections.items()}
 
     def statistics(self) -> PortalStatistics:
+        """A snapshot of the portal's counters."""
         pending = sum(len(c.pending) for c in self._connections.values())
         return PortalStatistics(
             connections_open=len(self._connections),

@@ -25,9 +25,13 @@ class OOBSession(Protocol):
     protocol_flags: dict[str, Any]
     server_data: dict[str, Any]
 
-    def sync(self) -> None: ...
+    def sync(self) -> None:
+        """Send the session's sync data to the portal."""
+        ...
 
-    def data_out(self, **kwargs: Any) -> None: ...
+    def data_out(self, **kwargs: Any) -> None:
+        """Send output to the client (``cmdname=(args, kwargs)``)."""
+        ...
 
 
 #: An input function: ``func(session, *args, **kwargs)``, plain or async.
@@ -122,6 +126,7 @@ class MsdpVariables:
             self.reportable[name.upper()] = getter
 
     def inputfuncs(self) -> dict[str, InputFunc]:
+        """The MSDP input functions (LIST, REPORT, UNREPORT, SEND, RESET) for a handler."""
         return {
             "msdp_list": self.msdp_list,
             "msdp_report": self.msdp_report,
@@ -165,6 +170,7 @@ class MsdpVariables:
     # -- MSDP commands ------------------------------------------------------------
 
     def msdp_list(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
+        """MSDP ``LIST``: the lists of commands and variables a client may ask for."""
         lists = {
             "COMMANDS": MSDP_COMMANDS,
             "LISTS": MSDP_LISTS,
@@ -178,6 +184,7 @@ class MsdpVariables:
             session.data_out(msdp=((), answer))
 
     def msdp_report(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
+        """MSDP ``REPORT``: send these variables now and whenever they change."""
         wanted = [n.upper() for n in names if n.upper() in self.reportable]
         reported = self.reported(session)
         new = reported + [n for n in wanted if n not in reported]
@@ -189,6 +196,7 @@ class MsdpVariables:
             session.data_out(msdp=((), values))
 
     def msdp_unreport(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
+        """MSDP ``UNREPORT``: stop reporting these variables."""
         dropped = {n.upper() for n in names}
         reported = self.reported(session)
         kept = [n for n in reported if n not in dropped]
@@ -196,11 +204,13 @@ class MsdpVariables:
             self._set_reported(session, kept)
 
     def msdp_send(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
+        """MSDP ``SEND``: these variables' values, once."""
         values = self._values(session, [n.upper() for n in names])
         if values:
             session.data_out(msdp=((), values))
 
     def msdp_reset(self, session: OOBSession, *names: str, **kwargs: Any) -> None:
+        """MSDP ``RESET``: forget what was reported."""
         if any(n.upper() in ("REPORTABLE_VARIABLES", "REPORTED_VARIABLES") for n in names):
             self._set_reported(session, [])
 

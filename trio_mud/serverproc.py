@@ -65,10 +65,12 @@ _settings_converter.register_structure_hook(Path, lambda value, _: Path(value))
 
 
 def settings_to_json(settings: Settings) -> str:
+    """``settings`` as one line of JSON (what a server process reads on stdin)."""
     return json.dumps(_settings_converter.unstructure(settings))
 
 
 def settings_from_json(text: str) -> Settings:
+    """The settings :func:`settings_to_json` wrote."""
     return _settings_converter.structure(json.loads(text), Settings)
 
 
@@ -281,18 +283,21 @@ class RemotePortal:
         self.drained = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read frames from the portal and write ours until the link closes."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._writer)
             task_status.started()
             await self._reader()
 
     async def attach(self) -> PortalLink:
+        """The link to the portal, once its snapshot has arrived."""
         self.send_nowait(Hello(os.getpid()))
         await self._got_snapshot.wait()
         assert self._snapshot is not None
         return PortalLink(self._in_recv, list(self._snapshot.sessions), self.send_nowait)
 
     def send_nowait(self, message: FromHandler | Hello) -> None:
+        """Queue ``message`` for the portal; never blocks."""
         try:
             self._out_send.send_nowait(message)
         except trio.WouldBlock:
@@ -358,7 +363,7 @@ class RemotePortal:
 
 
 async def child_main(settings: Settings, fd: int) -> None:
-
+    """A server process's Trio main: connect the link, run the game's generation."""
     sock = socket.socket(fileno=fd)
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     remote = RemotePortal(stream, settings)
@@ -372,6 +377,7 @@ async def child_main(settings: Settings, fd: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -c 'from trio_mud.serverproc import main; main()' --fd N``: a server process."""
     parser = argparse.ArgumentParser(
         description="A trio_mud server process (started by the portal)."
     )

@@ -167,6 +167,7 @@ class TelnetClient:
         await self.stream.send_all(line.encode() + b"\r\n")
 
     async def send_gmcp(self, package: str, data: Any = None) -> None:
+        """Send GMCP ``package`` with ``data`` (JSON)."""
         payload = package if data is None else f"{package} {json.dumps(data)}"
         self.protocol.send_subnegotiation(Opt.GMCP, payload.encode())
         await self._flush()
@@ -201,6 +202,7 @@ class TelnetClient:
         return taken
 
     async def aclose(self) -> None:
+        """Close the connection."""
         await self.stream.aclose()
 
     async def __aenter__(self) -> TelnetClient:
@@ -308,9 +310,11 @@ class WebSocketClient:
         self.messages: list[tuple[str, list[Any], dict[str, Any]]] = []
 
     async def send(self, line: str) -> None:
+        """Type ``line``."""
         await self.send_oob("text", line)
 
     async def send_oob(self, cmdname: str, *args: Any, **kwargs: Any) -> None:
+        """Send ``[cmdname, args, kwargs]``."""
         await self.ws.send_message(json.dumps([cmdname, list(args), kwargs]))
 
     async def expect(self, text: str, *, within: float = TIMEOUT) -> str:

@@ -58,6 +58,7 @@ class Passwords:
         self._dummy_hash: str | None = None
 
     async def hash(self, password: str, address: str = "") -> str:
+        """An argon2id hash of ``password``, made in a worker thread (one per address at a time)."""
         return await self._run(address, self._hasher.hash, password)
 
     async def verify(self, stored_hash: str | None, password: str, address: str = "") -> bool:
@@ -93,4 +94,5 @@ class Passwords:
             return False
 
     def needs_rehash(self, stored_hash: str) -> bool:
+        """Whether ``stored_hash`` was made with other costs than today's."""
         return self._hasher.check_needs_rehash(stored_hash)

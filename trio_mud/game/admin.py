@@ -46,6 +46,7 @@ AdminFunc = Callable[[ServerSession, str], Awaitable[None] | None]
 
 
 def is_admin(session: ServerSession) -> bool:
+    """Whether ``session``'s account is an admin."""
     account = session.account
     return isinstance(account, AccountRecord) and account.is_admin
 
@@ -100,6 +101,7 @@ class Admin:
         return None
 
     def cmd_boot(self, session: ServerSession, args: str) -> None:
+        """``boot <name|sessid> [reason]``: disconnect a session, saying who and why."""
         target, _, reason = args.partition(" ")
         if not target:
             session.msg("Usage: boot <name|sessid> [reason]")
@@ -127,6 +129,7 @@ class Admin:
         session.msg(f"Booted {who}.")
 
     def cmd_wall(self, session: ServerSession, args: str) -> None:
+        """``wall <message>``: an announcement to every session."""
         message = args.strip()
         if not message:
             session.msg("Usage: wall <message>")
@@ -140,6 +143,7 @@ class Admin:
             )
 
     async def cmd_ban(self, session: ServerSession, args: str) -> None:
+        """``ban [<name|address|network> [reason]]``: ban, or list the bans."""
         target, _, reason = args.strip().partition(" ")
         if not target:
             await self._list_bans(session)
@@ -184,6 +188,7 @@ class Admin:
         session.msg(markup.escape("\n".join(lines)))
 
     async def cmd_unban(self, session: ServerSession, args: str) -> None:
+        """``unban <name|address|network>``: lift a ban."""
         parsed = ban_target(args.strip())
         if parsed is None:
             session.msg("Usage: unban <name|address|network>")
@@ -197,6 +202,7 @@ class Admin:
         session.msg(f"Unbanned {kind} {value}.")
 
     def cmd_shutdown(self, session: ServerSession, args: str) -> None:
+        """``shutdown [message]``: ask the portal for a graceful shutdown."""
         log.warning("admin %s asked for a shutdown", session.uname)
         handler = self.game.handler
         if handler is None:

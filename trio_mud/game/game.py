@@ -379,9 +379,11 @@ class Game(HandlerHooks):
     # -- the connection screen --------------------------------------------------------
 
     def cmd_screen(self, session: ServerSession, args: str) -> None:
+        """``look`` at the connection screen: the screen again."""
         session.msg(CONNECTION_SCREEN.format(name=self.settings.server_name))
 
     def cmd_unlogged_help(self, session: ServerSession, args: str) -> None:
+        """``help`` at the connection screen."""
         session.msg(UNLOGGED_HELP)
 
     def _ask_password(self, session: ServerSession, verb: str, name: str) -> None:
@@ -395,6 +397,8 @@ class Game(HandlerHooks):
         session.data_out(prompt=("Password: ", {"password": True}))
 
     async def cmd_create(self, session: ServerSession, args: str) -> None:
+        """``create <name> [<password>]``: a new account and character (a hidden
+        password prompt when no password is given)."""
         name, _, password = args.partition(" ")
         password = password.strip()
         if not name:
@@ -442,6 +446,7 @@ class Game(HandlerHooks):
         self.prompt(session)
 
     async def cmd_connect(self, session: ServerSession, args: str) -> None:
+        """``connect <name> [<password>]``: log in (asks for a hidden password if none is given)."""
         name, _, password = args.partition(" ")
         password = password.strip()
         if not name:
@@ -621,11 +626,13 @@ class Game(HandlerHooks):
                 session.msg(text)
 
     def characters_in(self, room: Room) -> list[Character]:
+        """The characters in ``room`` now."""
         return list(self._occupants[room.key].values())
 
     # -- in-game commands -------------------------------------------------------------
 
     def cmd_look(self, session: ServerSession, args: str) -> None:
+        """``look [<target>]``: the room, an exit or someone in it."""
         char: Character = session.puppet
         room = char.room
         if args:
@@ -648,6 +655,7 @@ class Game(HandlerHooks):
         session.msg("\n".join(lines))
 
     def cmd_say(self, session: ServerSession, args: str) -> None:
+        """``say <message>``: speech to the room (one broadcast)."""
         args = markup.one_line(args).strip()
         if not args:
             session.msg("Say what?")
@@ -657,6 +665,7 @@ class Game(HandlerHooks):
         self._tell_room(char.room, f'{char.name} says, "{args}|n"', exclude=char)
 
     def cmd_pose(self, session: ServerSession, args: str) -> None:
+        """``pose <action>``: an action shown to the room."""
         args = markup.one_line(args).strip()
         if not args:
             session.msg("Pose what?")
@@ -665,6 +674,7 @@ class Game(HandlerHooks):
         self._tell_room(char.room, f"{char.name} {args}|n")
 
     def cmd_who(self, session: ServerSession, args: str) -> None:
+        """``who``: who is playing (every session, in full, for admins)."""
         if is_admin(session):
             self.admin.who(session)
             return
@@ -680,9 +690,11 @@ class Game(HandlerHooks):
         session.msg("\n".join(lines))
 
     def cmd_help(self, session: ServerSession, args: str) -> None:
+        """``help [<command>]``: what this session may use, or one command's help."""
         session.msg(self.commands.help(session, args))
 
     def cmd_go(self, session: ServerSession, args: str) -> None:
+        """``go <exit>``: walk through an exit."""
         char: Character = session.puppet
         target = self.world.exit_from(char.room, args) if args else None
         if target is None:
@@ -691,6 +703,7 @@ class Game(HandlerHooks):
         self._move(char, target, DIRECTION_ALIASES.get(args.lower(), args.lower()))
 
     def cmd_reload(self, session: ServerSession, args: str) -> None:
+        """``reload`` (admins): ask the portal for a reload."""
         if self.handler is None:
             session.msg("This server cannot reload.")
             return
@@ -699,4 +712,5 @@ class Game(HandlerHooks):
         self.handler.request_reload(session)
 
     def cmd_quit(self, session: ServerSession, args: str) -> None:
+        """``quit``: leave (the character stays where it is)."""
         session.disconnect("Goodbye! Come back soon.")

@@ -113,6 +113,7 @@ class LoginGuard:
         return None
 
     async def created(self, address: str) -> None:
+        """Count an account made from ``address`` (for the creation throttle)."""
         await self.store.record_auth_event(
             [(CREATED, address)],
             keep=max(self.settings.login_throttle_timeout, self.settings.creation_throttle_timeout),

@@ -88,6 +88,8 @@ class StoreError(Exception):
 
 @frozen
 class AccountRecord:
+    """An account as stored."""
+
     id: int
     name: str
     password_hash: str
@@ -96,6 +98,8 @@ class AccountRecord:
 
 @frozen
 class CharacterRecord:
+    """A character as stored."""
+
     id: int
     account_id: int
     name: str
@@ -109,6 +113,8 @@ def name_key(name: str) -> str:
 
 @frozen
 class Ban:
+    """A ban as stored: an address or network, or an account's name key."""
+
     id: int
     kind: str  # "address" (an address or network) or "account" (a name key)
     value: str
@@ -179,6 +185,7 @@ class Store:
         )
 
     async def find_account(self, name: str) -> AccountRecord | None:
+        """The account named ``name`` (any case), or None."""
         return await self._run(self._find_account, name)
 
     def _find_account(self, name: str) -> AccountRecord | None:
@@ -228,6 +235,7 @@ class Store:
     # -- characters ----------------------------------------------------------------
 
     async def character_of(self, account_id: int) -> CharacterRecord | None:
+        """The character of account ``account_id``, or None."""
         return await self._run(self._character_of, account_id)
 
     def _character_of(self, account_id: int) -> CharacterRecord | None:
@@ -321,6 +329,7 @@ class Store:
     # -- bans and throttles ------------------------------------------------------------
 
     async def bans(self) -> list[Ban]:
+        """Every ban, oldest first."""
         return await self._run(self._bans)
 
     def _bans(self) -> list[Ban]:
@@ -346,6 +355,7 @@ class Store:
         return Ban(int(cursor.lastrowid or 0), kind, value, reason, by, now)
 
     async def remove_ban(self, kind: str, value: str) -> bool:
+        """Lift a ban; False if there was none."""
         return await self._run(self._remove_ban, kind, value)
 
     def _remove_ban(self, kind: str, value: str) -> bool:

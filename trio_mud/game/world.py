@@ -34,6 +34,8 @@ class WorldError(Exception):
 
 @frozen
 class Room:
+    """A room: its key, number, name, area, description and exits."""
+
     key: str
     num: int
     name: str
@@ -44,6 +46,8 @@ class Room:
 
 @frozen
 class World:
+    """Every room, and where new characters start."""
+
     rooms: dict[str, Room]
     start: str
 

@@ -519,6 +519,7 @@ class MudTelnet:
         return True
 
     def gmcp_wanted(self, package: str) -> bool:
+        """Whether the client takes GMCP ``package`` (see :func:`gmcp_wanted`)."""
         return gmcp_wanted(self.gmcp_supports, package)
 
     def send_msdp(self, variables: Mapping[str, Any]) -> bool:

@@ -311,7 +311,8 @@ class SSHConnection(Connection):
             columns=width or 80,
             echo=link.has_terminal,
         )
-        self._decoder = _decoder(flags.get("ENCODING", "utf-8"))
+        self._encoding = flags.get("ENCODING", "utf-8")
+        self._decoder = _decoder(self._encoding)
         self._settled.set()  # nothing to negotiate
         #: Set when :meth:`run` is over (the socket's task waits for it).
         self.finished = trio.Event()
@@ -361,6 +362,9 @@ class SSHConnection(Connection):
                     await self._resize(event.width, event.height)
                     continue
                 self.received += len(event)
+                encoding = self.session.protocol_flags.get("ENCODING", "utf-8")
+                if encoding != self._encoding:  # the player chose another (option ENCODING)
+                    self._encoding, self._decoder = encoding, _decoder(encoding)
                 keys = self._decoder.decode(event)
                 found = self.editor.feed(keys)
                 self._write_now(self.editor.echo())
