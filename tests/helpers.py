@@ -24,6 +24,7 @@ from trio_mud.protocols.telnet import (
     TelnetProtocol,
     TextLine,
 )
+from trio_mud.testing import settings_for_tests
 
 #: How long any single wait in a test may take before the test fails.
 WAIT = 10.0
@@ -33,26 +34,11 @@ SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for tests: port 0, a private data dir, argon2id at low cost."""
-    values: dict[str, Any] = {
-        "telnet_ports": (0,),
-        "websocket_port": 0,
-        "web_port": 0,
-        "data_dir": data_dir,
-        "password_hash_time_cost": 1,
-        "password_hash_memory_kib": 8 * 1024,
-        "connection_rate_burst": 1000,  # tests open many connections from one address
-        "max_connections_per_address": 1000,
-        # ... and make many accounts, some with wrong passwords (test_admin
-        # sets these back where it tests the throttles).
-        "creation_throttle_limit": 100_000,
-        "login_throttle_limit": 100_000,
-        # The starter game's prompt would run into the lines these tests read
-        # (test_kit turns it on where it is tested).
-        "game_prompt": "",
-    }
-    values.update(overrides)
-    return Settings(**values)
+    """Settings for tests: the plugin's (port 0, a private data dir, cheap
+    hashing, throttles lifted: tests make many accounts from one address),
+    without the starter game's prompt, which would run into the lines these
+    tests read (test_kit tests it)."""
+    return settings_for_tests(data_dir, **{"game_prompt": "", **overrides})
 
 
 async def start_server(nursery: trio.Nursery, settings: Settings) -> Server:

@@ -33,7 +33,7 @@ import trio
 from attrs import frozen
 
 from ._version import __version__
-from .admission import AddressSet, AdmittingListener, RateLimitedLog, open_listeners
+from .admission import AddressSet, AdmittingListener, RateLimitedLog, open_listeners, peer_address
 from .generations import Generations, PortalLink, Starter, StatusTap
 from .messages import (
     BanList,
@@ -518,10 +518,7 @@ class Portal:
         Over TLS the handshake comes first, within ``handshake_timeout``; a
         client that fails it is closed (and logged, at most once in a while).
         """
-        try:
-            address = str(stream.socket.getpeername()[0])
-        except OSError:
-            address = "?"
+        address = peer_address(stream)
         transport: trio.abc.Stream = stream
         try:
             unwrapped = await self.behind_proxy(

@@ -55,7 +55,7 @@ import trio_asyncio
 
 from .. import markup
 from .._version import __version__
-from ..admission import open_listeners
+from ..admission import open_listeners, peer_address
 from ..messages import Broadcast, DataIn, DataOut, Disconnect, SessionUpdate
 from ..protocols.lineedit import EndOfInput, Interrupt, Line, LineEditor
 from ..protocols.mudtelnet import terminal_flags
@@ -569,10 +569,7 @@ async def _serve_socket(
     portal: ListenerHost, stream: trio.SocketStream, key: asyncssh.SSHKey
 ) -> None:
     """One admitted socket: SSH over it, then the player's session; closed after."""
-    try:
-        address = str(stream.socket.getpeername()[0])
-    except OSError:
-        address = "?"
+    address = peer_address(stream)
     transport: trio.abc.Stream = stream
     try:
         unwrapped = await portal.behind_proxy(stream, address)
