@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from trio_mud import Server
 from trio_mud.game import Store
@@ -238,3 +239,53 @@ async def test_one_address_flooding_logins_does_not_stall_anothers(tmp_path: Pat
         for flooder in flooders[1:]:
             await flooder.read_until("Incorrect")  # the flood is served too, in turn
         nursery.cancel_scope.cancel()
+
+
+async def test_guesses_sent_at_once_are_throttled_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with trio.open_nursery() as nursery:
+        server = await run(nursery, tmp_path, login_throttle_limit=3)
+        await (await login(server.telnet_port, "Ann")).aclose()
+        guessers = []
+        for _ in range(15):
+            guesser = await client_from(server.telnet_port, "127.0.0.60")
+            await guesser.welcome()
+            guessers.append(guesser)
+        for n, guesser in enumerate(guessers):  # all at the same moment
+            await guesser.send_line(f"connect Ann guess-{n}")
+        for guesser in guessers:  # each is answered: checked and wrong, or refused
+            answer = await guesser.read_until("")  # the next line
+            assert "Incorrect" in answer[-1] or "Too many failed logins" in answer[-1]
+        nursery.cancel_scope.cancel()
+    checked = [r for r in caplog.records if r.getMessage().startswith("auth failed for Ann")]
+    assert len(checked) <= 3  # the others were refused unchecked
+
+
+async def test_sockets_still_in_their_handshake_count_against_the_cap(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await run(nursery, tmp_path, max_connections_per_address=2)
+        idle = []
+        for _ in range(2):  # WebSocket handshakes never finished
+            stream = await trio.open_tcp_stream("127.0.0.1", server.websocket_port)
+            idle.append(stream)
+        await trio.testing.wait_all_tasks_blocked()
+        refused = await client_from(server.telnet_port, "127.0.0.1")
+        assert await refused.read_until_closed() == [
+            "Too many connections from your address are open already."
+        ]
+        for stream in idle:
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+def test_an_ipv4_address_written_as_ipv6_is_banned_as_ipv4() -> None:
+    from trio_mud.admission import AddressSet
+    from trio_mud.game.security import ban_target
+
+    for written in ("::ffff:203.0.113.7", "::ffff:203.0.113.0/120"):
+        kind, value = ban_target(written) or ("", "")
+        assert kind == "address"
+        banned = AddressSet([value])
+        assert "203.0.113.7" in banned and "::ffff:203.0.113.7" in banned

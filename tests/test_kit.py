@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
 from trio_mud import Server
 from trio_mud.attributes import Attributes
@@ -156,8 +157,9 @@ async def test_each_option_changes_the_bytes_a_client_gets(
     await ann.stream.send_all(b"say tab\there\r\n")
     await ann.expect("INPUT: 'say tab^Ihere'")
 
-    await ann.send("option ENCODING klingon")
-    await ann.expect("ENCODING 'klingon' is not an encoding this server knows.")
+    for wrong in ("klingon", "rot13", "base64", "utf-16"):  # unknown, not text, not allowed
+        await ann.send(f"option ENCODING {wrong}")
+        await ann.expect(f"ENCODING '{wrong}' is not an encoding this server takes")
     await ann.send("option ENCODING latin-1")
     await ann.expect("ENCODING is now iso8859-1.")
     mark = len(ann.raw)
@@ -319,3 +321,72 @@ async def test_typed_attributes_are_batched_to_sqlite_and_read_back(tmp_path: Pa
         await fresh.load("character", 7)
         assert fresh.get("character", 7, "purse", Purse) == Purse(10, ("ruby",))
         assert fresh.get("character", 7, "title", str, default="none") == "none"
+
+
+class _SlowStore:
+    """A store whose writes wait for a go-ahead, or fail (a unit test's fake)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], str] = {}
+        self.go = trio.Event()
+        self.failing = False
+        self.attempts = 0
+
+    async def attributes(self, owner: str) -> dict[str, str]:
+        return {key: value for (o, key), value in self.rows.items() if o == owner}
+
+    async def write_attributes(self, changes: dict[tuple[str, str], str | None]) -> None:
+        self.attempts += 1
+        if self.failing:
+            raise OSError("disk full")
+        await self.go.wait()
+        for item, value in changes.items():
+            if value is None:
+                self.rows.pop(item, None)
+            else:
+                self.rows[item] = value
+
+
+async def test_a_load_during_a_write_keeps_what_was_set() -> None:
+    store = _SlowStore()
+    store.rows[("character:1", "gold")] = "100"
+    attributes = Attributes(store)
+    await attributes.load("character", 1)
+    attributes.set("character", 1, "gold", 500)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attributes.flush)  # the batch is taken, and waits
+        await trio.testing.wait_all_tasks_blocked()
+        await attributes.load("character", 1)  # reads the old row meanwhile
+        assert attributes.get("character", 1, "gold", int) == 500
+        store.go.set()
+    assert store.rows[("character:1", "gold")] == "500"
+
+
+async def test_failed_writes_are_retried_after_a_pause_and_saved_waits_only_for_its_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = _SlowStore()
+    store.go.set()
+    store.failing = True
+    attributes = Attributes(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(attributes.run)
+        attributes.set("character", 1, "gold", 1)
+        await trio.sleep(10)
+        assert 3 <= store.attempts <= 6  # 0.5 + 1 + 2 + 4 s apart, not thousands
+        store.failing = False
+        with trio.fail_after(60):
+            await attributes.saved()
+        assert store.rows[("character:1", "gold")] == "1"
+
+        async def busy() -> None:  # others keep setting values
+            for n in range(10_000):
+                attributes.set("character", 2, "n", n)
+                await trio.sleep(0.001)
+
+        nursery.start_soon(busy)
+        attributes.set("character", 1, "gold", 2)
+        with trio.fail_after(5):
+            await attributes.saved()  # not held up by the others
+        assert store.rows[("character:1", "gold")] == "2"
+        nursery.cancel_scope.cancel()

@@ -75,6 +75,7 @@ def test_file_environment_and_command_line_in_that_order(tmp_path: Path) -> None
         ("mccp = 1\n", ["key mccp", "true or false"]),
         ("log_level = 'LOUD'\n", ["key log_level", "LOUD"]),
         ("server_name = \n", ["not valid TOML"]),
+        ("game_prompt = '{mana} > '\n", ["key game_prompt", "may use {hp}"]),
     ],
 )
 def test_every_kind_of_bad_value_names_the_key_and_the_file(

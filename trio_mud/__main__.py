@@ -212,22 +212,44 @@ def command_line_settings(args: argparse.Namespace) -> dict[str, Any]:
 async def serve(server: Server) -> None:
     """Run ``server``; the first SIGINT/SIGTERM shuts down cleanly, a second hard."""
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
+        nursery.start_soon(_watch_signals, server, nursery)
         await server.run()
         nursery.cancel_scope.cancel()
 
 
-async def _watch_signals(server: Server, hard_stop: trio.CancelScope) -> None:
+async def _watch_signals(server: Server, nursery: trio.Nursery) -> None:
+    """SIGHUP reloads (in a task of its own: a stop is never kept waiting for
+    a reload; a SIGHUP during one asks for one more after it), SIGINT and
+    SIGTERM stop."""
+    log = logging.getLogger("trio_mud")
+    reloading = False
+    again = False
+
+    async def reload() -> None:
+        nonlocal reloading, again
+        reloading = True
+        try:
+            while True:
+                again = False
+                await server.reload()  # says what went wrong, if anything
+                if not again:
+                    return
+        finally:
+            reloading = False
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             if signum == signal.SIGHUP:
-                logging.getLogger("trio_mud").info("SIGHUP: reloading the settings and the game")
-                await server.reload()  # says what went wrong, if anything
+                log.info("SIGHUP: reloading the settings and the game")
+                if reloading:
+                    again = True
+                else:
+                    nursery.start_soon(reload)
                 continue
             if server.shutting_down:
-                hard_stop.cancel()
+                nursery.cancel_scope.cancel()
                 return
-            logging.getLogger("trio_mud").info(
+            log.info(
                 "%s: shutting down (send it again to stop at once)", signal.Signals(signum).name
             )
             server.shutdown()
@@ -403,8 +425,9 @@ def run_server(args: argparse.Namespace, configured: config.Configured, cli: dic
     settings = fit_connections(configured.settings, explicit, file_limit)
 
     def reconfigure() -> Settings:
-        fresh = config.load(cli, config_file=args.config).settings
-        return fit_connections(fresh, explicit, file_limit, quiet=True)
+        fresh = config.load(cli, config_file=args.config)
+        chosen = fresh.sources["max_connections"] != "default"
+        return fit_connections(fresh.settings, chosen, file_limit, quiet=True)
 
     if args.embedded:
         pin_mmap_threshold()  # the game, and its password hashes, run here
@@ -447,13 +470,19 @@ def operate(command: str, settings: Settings) -> int:
                 return 1
             print(f"stopped the server on {data_dir}")
             return 0
-        answer = control.request(data_dir, command, timeout=settings.server_start_timeout + 30)
+        # A reload may wait for the old game to pause and the new one to start.
+        wait = settings.pause_timeout + settings.server_start_timeout + 30
+        answer = control.request(data_dir, command, timeout=wait)
     except control.NotRunning as exc:
         print(f"trio_mud: {exc}", file=sys.stderr)
         return 3
+    except (TimeoutError, ValueError) as exc:  # no answer in time, or a broken one
+        print(f"trio_mud: the server on {data_dir} did not answer: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         pid = control.owner(data_dir)
-        if command in ("reload", "stop") and pid and pid > 0:
+        unreachable = isinstance(exc, ConnectionRefusedError | FileNotFoundError)
+        if unreachable and command in ("reload", "stop") and pid and pid > 0:
             # No control socket (a path too long for one, say): signals do.
             os.kill(pid, signal.SIGHUP if command == "reload" else signal.SIGTERM)
             print(f"sent {'SIGHUP' if command == 'reload' else 'SIGTERM'} to pid {pid}")

@@ -63,24 +63,30 @@ class Attributes:
     def __init__(self, store: AttributeStore) -> None:
         self.store = store
         self._values: dict[str, dict[str, Any]] = {}
+        #: Set and not yet being written, and being written now.
         self._dirty: dict[tuple[str, str], str | None] = {}
+        self._writing: dict[tuple[str, str], str | None] | None = None
         self._wanted = trio.Event()
-        #: Set (and replaced) each time a batch is on disk.
-        self._written = trio.Event()
-        self._writing = False
+        #: Changes made so far, and how many of them are on disk.
+        self._changes = 0
+        self._stored = 0
+        #: Set (and replaced) each time a batch ends, written or not.
+        self._batch_over = trio.Event()
 
     async def load(self, kind: str, ident: int | str) -> None:
         """Read every attribute of an owner (again, if loaded before)."""
         owner = _owner(kind, ident)
         stored = await self.store.attributes(owner)
         values = {key: json.loads(text) for key, text in stored.items()}
-        # What was set but is not written yet wins over what was read.
-        for (dirty_owner, key), text in self._dirty.items():
-            if dirty_owner == owner:
-                if text is None:
-                    values.pop(key, None)
-                else:
-                    values[key] = json.loads(text)
+        # What was set but is not on disk yet (or was not when the read ran)
+        # wins over what was read.
+        for pending in (self._writing or {}, self._dirty):
+            for (pending_owner, key), text in pending.items():
+                if pending_owner == owner:
+                    if text is None:
+                        values.pop(key, None)
+                    else:
+                        values[key] = json.loads(text)
         self._values[owner] = values
 
     def loaded(self, kind: str, ident: int | str) -> bool:
@@ -106,6 +112,7 @@ class Attributes:
         text = json.dumps(raw)  # raises now if it cannot be stored
         self._values.setdefault(owner, {})[key] = json.loads(text)
         self._dirty[(owner, key)] = text
+        self._changes += 1
         self._wanted.set()
 
     def delete(self, kind: str, ident: int | str, key: str) -> None:
@@ -113,6 +120,7 @@ class Attributes:
         owner = _owner(kind, ident)
         self._values.get(owner, {}).pop(key, None)
         self._dirty[(owner, key)] = None
+        self._changes += 1
         self._wanted.set()
 
     def forget(self, kind: str, ident: int | str) -> None:
@@ -120,38 +128,60 @@ class Attributes:
         self._values.pop(_owner(kind, ident), None)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write batches until cancelled; then write what is left."""
+        """Write batches until cancelled; then write what is left.
+
+        A batch that fails is logged and tried again after a pause that
+        doubles each time (up to a minute).
+        """
         task_status.started()
+        pause = 0.5
         try:
             while True:
                 await self._wanted.wait()
-                await self.flush()
+                if await self.flush():
+                    pause = 0.5
+                else:
+                    await trio.sleep(pause)
+                    pause = min(60.0, pause * 2)
         finally:
             with trio.CancelScope(shield=True):
                 await self.flush()
 
-    async def flush(self) -> None:
-        """Write everything set so far, in one transaction."""
-        while self._writing:  # one batch at a time, in order
-            await self._written.wait()
+    async def flush(self) -> bool:
+        """Write everything set so far, in one transaction; whether it worked."""
+        while self._writing is not None:  # one batch at a time, in order
+            await self._batch_over.wait()
         if not self._dirty:
-            return
+            return True
         batch, self._dirty = self._dirty, {}
+        upto = self._changes
         self._wanted = trio.Event()
-        self._writing = True
+        self._writing = batch
         try:
             await self.store.write_attributes(batch)
         except Exception:
             log.exception("writing %d attributes failed; will retry", len(batch))
             for item, text in batch.items():
-                self._dirty.setdefault(item, text)
+                self._dirty.setdefault(item, text)  # newer changes stay newer
             self._wanted.set()
+            return False
+        else:
+            self._stored = max(self._stored, upto)
+            return True
         finally:
-            self._writing = False
-            self._written.set()
-            self._written = trio.Event()
+            self._writing = None
+            self._batch_over.set()
+            self._batch_over = trio.Event()
 
     async def saved(self) -> None:
-        """Return once everything set so far is in the database."""
-        while self._dirty or self._writing:
-            await self.flush()
+        """Return once everything set before this call is in the database.
+
+        Changes made meanwhile (by other sessions) do not hold it up. While
+        the database refuses writes, it waits for :meth:`run` to get them in.
+        """
+        target = self._changes
+        while self._stored < target:
+            if self._writing is None and not await self.flush():
+                await self._batch_over.wait()  # run() retries after its pause
+            elif self._writing is not None:
+                await self._batch_over.wait()

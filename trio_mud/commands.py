@@ -285,7 +285,11 @@ class Commands:
         if topic:
             cmd = self.find(session, topic)
             if cmd is None:
-                return self.unknown(session, topic).replace("Command", "No help on", 1)
+                text = f'No help on "{topic}".'
+                close = self.suggestions(session, topic)
+                if close:
+                    text += " Did you mean " + _either(close) + "?"
+                return markup.escape(text + ' Type "help" for the list.')
             names = ", ".join(cmd.aliases)
             text = cmd.help or cmd.key
             return markup.escape(text + (f"\n  Also: {names}" if names else ""))

@@ -23,6 +23,7 @@ Error handling:
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 import types
@@ -233,8 +234,8 @@ def _to_toml(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str | Path):
-        text = str(value)
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        # JSON's string escapes are TOML's (DEL aside, which TOML wants escaped).
+        return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, tuple):
         return "[" + ", ".join(_to_toml(item) for item in value) + "]"
     raise TypeError(f"no TOML form for {value!r}")

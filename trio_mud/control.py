@@ -8,7 +8,7 @@ server simply takes it over (and says so, naming the pid that held it).
 
 The running server listens on ``<data-dir>/trio_mud.control``, a Unix socket
 only its owner can open. ``python -m trio_mud status|reload|stop`` send it
-one line and print the JSON line it answers:
+one line and read the JSON line it answers (``status`` prints it):
 
 ``status``
     pid, start time and uptime, sessions (by protocol, logged in or at the
@@ -113,7 +113,8 @@ def _read_pid(path: Path) -> int | None:
 
 
 def owner(data_dir: Path) -> int | None:
-    """The pid of the server holding ``data_dir``'s lock, or None."""
+    """The pid of the server holding ``data_dir``'s lock, or None when none
+    holds it (-1: held, but the pid is not written yet)."""
     path = data_dir / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDONLY)

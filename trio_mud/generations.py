@@ -112,33 +112,24 @@ class GenerationHost(Protocol):
         ...
 
 
+#: Command latency buckets (upper bounds, seconds; +Inf is implied) ...
+COMMAND_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: ... and reload duration buckets.
+RELOAD_BOUNDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
 class LatencyHistogram:
     """Counts of durations by upper bound, and their sum (Prometheus's shape)."""
 
-    #: Upper bounds in seconds (the last bucket, +Inf, is implied).
-    BOUNDS: tuple[float, ...] = (
-        0.0005,
-        0.001,
-        0.0025,
-        0.005,
-        0.01,
-        0.025,
-        0.05,
-        0.1,
-        0.25,
-        0.5,
-        1.0,
-        2.5,
-        5.0,
-    )
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(self.BOUNDS) + 1)
+    def __init__(self, bounds: tuple[float, ...] = COMMAND_BOUNDS) -> None:
+        #: Upper bounds in seconds (the last bucket, +Inf, is implied).
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
         """Count one duration."""
-        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
         self.total += seconds
 
 
@@ -271,9 +262,14 @@ class Generations:
         #: one of them in hand as well, it is dropped, never replayed again.
         self._suspects: dict[int, PortalMessage] = {}
         self.poisoned = 0
-        #: Reloads so far (the newest last; at most 100 kept) ...
-        self.reloads: deque[ReloadRecord] = deque(maxlen=100)
+        #: Reloads so far: how many worked and failed, how long they took, the last.
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self.reload_durations = LatencyHistogram(RELOAD_BOUNDS)
         self.last_reload: ReloadRecord | None = None
+        #: What a ReloadRequest (an admin's in-game ``reload``) runs; by
+        #: default :meth:`reload` (a server sets its own, which reads settings too).
+        self.reload_hook: Callable[[], Awaitable[str | None]] | None = None
         #: ... and generations started after a crash.
         self.restarts = 0
         self._held: dict[int, list[DataOut | Broadcast]] = {}
@@ -578,11 +574,15 @@ class Generations:
                 error = _describe(exc)
                 log.error("reload failed: %s", error)
             self.last_reload = ReloadRecord(time.time(), time.monotonic() - started, error)
-            self.reloads.append(self.last_reload)
+            self.reload_durations.observe(self.last_reload.seconds)
+            if error is None:
+                self.reloads_ok += 1
+            else:
+                self.reloads_failed += 1
         return error
 
     async def _reload_for(self, sessid: int) -> None:
-        error = await self.reload()
+        error = await (self.reload_hook or self.reload)()
         conn = self._host.connections.get(sessid)
         if error is not None and conn is not None:
             conn.send_nowait(DataOut(sessid, "text", (markup.escape(f"Reload failed: {error}"),)))

@@ -151,16 +151,14 @@ class PortalCollector(Collector):
         reloads = CounterMetricFamily(
             "trio_mud_reloads", "Reloads, by outcome.", labels=["outcome"]
         )
-        reloads.add_metric(["ok"], sum(1 for r in generations.reloads if r.error is None))
-        reloads.add_metric(["failed"], sum(1 for r in generations.reloads if r.error))
+        reloads.add_metric(["ok"], generations.reloads_ok)
+        reloads.add_metric(["failed"], generations.reloads_failed)
         yield reloads
         durations = HistogramMetricFamily(
-            "trio_mud_reload_duration_seconds", "How long reloads took (the last 100)."
+            "trio_mud_reload_duration_seconds", "How long reloads took."
         )
-        reload_histogram = _Seconds((0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
-        for record in generations.reloads:
-            reload_histogram.observe(record.seconds)
-        durations.add_metric([], _buckets(reload_histogram), sum_value=reload_histogram.total)
+        histogram = generations.reload_durations
+        durations.add_metric([], _buckets(histogram), sum_value=histogram.total)
         yield durations
         yield CounterMetricFamily(
             "trio_mud_server_restarts",
@@ -182,16 +180,10 @@ class PortalCollector(Collector):
         )
 
 
-class _Seconds(LatencyHistogram):
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.BOUNDS = bounds
-        super().__init__()
-
-
 def _buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
     buckets: list[tuple[str, float]] = []
     running = 0
-    for bound, count in zip([*histogram.BOUNDS, float("inf")], histogram.counts, strict=True):
+    for bound, count in zip([*histogram.bounds, float("inf")], histogram.counts, strict=True):
         running += count
         buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
     return buckets

@@ -148,8 +148,10 @@ class Portal:
         self.on_shutdown_request: Callable[[str | None], None] | None = None
         #: Addresses and networks refused at accept time (the game's bans).
         self.bans = AddressSet(())
-        #: Connections open now per client address (``max_connections_per_address``).
+        #: Sessions open now per client address, and sockets open per peer
+        #: (handshakes included): ``max_connections_per_address`` caps both.
         self._per_address: dict[str, int] = {}
+        self._sockets_per_address: dict[str, int] = {}
         #: What handlers counted (failed logins, input errors, ...), for the metrics.
         self.counters: dict[str, int] = {}
         #: Sessions started by protocol, and connections refused by reason.
@@ -449,11 +451,18 @@ class Portal:
         refusal = self.admit(address)
         if refusal is None:
             self._open_sockets += 1
+            if not proxy.trusted(address, self.settings.upstream_ips):  # a proxy is many
+                sockets = self._sockets_per_address
+                sockets[address] = sockets.get(address, 0) + 1
         return refusal
 
-    def release_socket(self) -> None:
-        """An admitted socket is closed: its place is free (call once per socket)."""
+    def release_socket(self, address: str) -> None:
+        """An admitted socket from ``address`` (its peer) is closed: its place
+        is free (call once per socket)."""
         self._open_sockets -= 1
+        left = self._sockets_per_address.pop(address, 1) - 1
+        if left:
+            self._sockets_per_address[address] = left
 
     def log_limited(self, level: int, key: str, message: str, *args: object) -> None:
         """Log a line that may recur often, at most once per 10 s per ``key``."""
@@ -480,7 +489,10 @@ class Portal:
         """Why ``address`` itself may not connect now: a ban, its cap, its rate."""
         if address in self.bans:
             return self.settings.ban_message
-        if self._per_address.get(address, 0) >= self.settings.max_connections_per_address:
+        cap = self.settings.max_connections_per_address
+        if self._per_address.get(address, 0) >= cap or (
+            self._sockets_per_address.get(address, 0) >= cap
+        ):
             return "Too many connections from your address are open already."
         return self._rate_refusal(address)
 
@@ -518,7 +530,7 @@ class Portal:
         Over TLS the handshake comes first, within ``handshake_timeout``; a
         client that fails it is closed (and logged, at most once in a while).
         """
-        address = peer_address(stream)
+        address = peer = peer_address(stream)
         transport: trio.abc.Stream = stream
         try:
             unwrapped = await self.behind_proxy(
@@ -537,7 +549,7 @@ class Portal:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(transport)
-            self.release_socket()
+            self.release_socket(peer)
 
     async def behind_proxy(
         self,

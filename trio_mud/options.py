@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import codecs
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import markup
@@ -55,11 +55,27 @@ def _boolean(text: str) -> bool:
     raise ValueError("takes on or off")
 
 
-def _encoding(text: str) -> str:
+def _encoding(text: str, allowed: Sequence[str] = ()) -> str:
+    """A text encoding's canonical name, if ``allowed`` (the ``encodings``
+    setting) names it; ValueError otherwise."""
+    wanted = text.strip()
     try:
-        return codecs.lookup(text.strip()).name
+        info = codecs.lookup(wanted)
     except LookupError:
-        raise ValueError(f"{text.strip()!r} is not an encoding this server knows") from None
+        info = None
+    names = {codecs.lookup(name).name for name in allowed if _known(name)}
+    if info is None or not info._is_text_encoding or (allowed and info.name not in names):
+        choices = ", ".join(allowed) if allowed else "utf-8"
+        raise ValueError(f"{wanted!r} is not an encoding this server takes (it takes {choices})")
+    return info.name
+
+
+def _known(name: str) -> bool:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
 
 
 def _size(text: str) -> dict[int, int]:
@@ -97,8 +113,36 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def option_command(attributes: Attributes) -> Command:
-    """The ``option`` command, saving to ``attributes`` on the session's account."""
+#: Whose options a session saves: ``(kind, ident)`` of an attribute owner, or
+#: None when it has none yet (not logged in).
+OwnerOf = Callable[[ServerSession], "tuple[str, int | str] | None"]
+
+
+def account_of(session: ServerSession) -> tuple[str, int | str] | None:
+    """The session's account (``("account", uid)``), once it is logged in."""
+    return None if session.uid is None else ("account", session.uid)
+
+
+def parse_option(key: str, text: str, encodings: Sequence[str] = ()) -> Any:
+    """``text`` as the value of option ``key``.
+
+    Raises:
+        ValueError: it is not a value ``key`` takes (the message says why).
+    """
+    if key == "ENCODING":
+        return _encoding(text, encodings)
+    return OPTIONS[key][0](text)
+
+
+def option_command(
+    attributes: Attributes, *, encodings: Sequence[str] = (), owner: OwnerOf = account_of
+) -> Command:
+    """The ``option`` command.
+
+    ``encodings`` are those a player may pick (the ``encodings`` setting;
+    empty for any text encoding); ``option save`` keeps the options on the
+    attribute owner ``owner(session)`` names (the account, by default).
+    """
 
     def option(ctx: Context, args: str) -> Any:
         session = ctx.session
@@ -111,13 +155,13 @@ def option_command(attributes: Attributes) -> Command:
             ctx.msg(markup.escape("\n".join(lines)))
             return None
         if name.lower() == "save":
-            return _save(ctx, attributes)
+            return _save(ctx, attributes, owner)
         key = name.upper()
         if key not in OPTIONS:
             ctx.msg(markup.escape(f'No option {name!r}. Type "option" for the list.'))
             return None
         try:
-            parsed = OPTIONS[key][0](value)
+            parsed = parse_option(key, value, encodings)
         except ValueError as exc:
             ctx.msg(markup.escape(f"{key} {exc}."))
             return None
@@ -129,41 +173,62 @@ def option_command(attributes: Attributes) -> Command:
     option.__doc__ = """option [<name> <value> | save]
 
     List your client options, set one for this session, or save them all
-    on your account (they come back at every login)."""
+    (they come back at every login)."""
     return Command("option", option, aliases=("options",), help=inspect.cleandoc(option.__doc__))
 
 
-async def _save(ctx: Context, attributes: Attributes) -> None:
-    session = ctx.session
-    if session.uid is None:
-        ctx.msg("Log in first: options are saved on your account.")
+async def _save(ctx: Context, attributes: Attributes, owner: OwnerOf) -> None:
+    who = owner(ctx.session)
+    if who is None:
+        ctx.msg("Log in first: options are saved with you.")
         return
-    flags = session.protocol_flags
+    flags = ctx.session.protocol_flags
     saved = {key: flags[key] for key in OPTIONS if key in flags}
-    if not attributes.loaded("account", session.uid):
-        await attributes.load("account", session.uid)
-    attributes.set("account", session.uid, SAVED_FLAGS, saved)
+    if not attributes.loaded(*who):
+        await attributes.load(*who)
+    attributes.set(*who, SAVED_FLAGS, saved)
     await attributes.saved()
     ctx.msg("Options saved: they come back at every login.")
 
 
-async def restore(attributes: Attributes, session: ServerSession) -> None:
-    """Merge the account's saved options into ``session``'s flags (at login and
-    after a reload, as Evennia's ``at_sync`` does)."""
-    if session.uid is None:
+async def restore(
+    attributes: Attributes,
+    session: ServerSession,
+    *,
+    encodings: Sequence[str] = (),
+    owner: OwnerOf = account_of,
+) -> None:
+    """Merge the saved options into ``session``'s flags (at login and after a
+    reload, as Evennia's ``at_sync`` does). A saved value that is no longer
+    valid (an encoding the server no longer takes, say) is left out."""
+    who = owner(session)
+    if who is None:
         return
-    if not attributes.loaded("account", session.uid):
-        await attributes.load("account", session.uid)
-    saved = attributes.get("account", session.uid, SAVED_FLAGS, default=None)
+    if not attributes.loaded(*who):
+        await attributes.load(*who)
+    saved = attributes.get(*who, SAVED_FLAGS, default=None)
     if not isinstance(saved, dict):
         return
-    restored = {key: _from_json(key, value) for key, value in saved.items() if key in OPTIONS}
+    restored = {}
+    for key, value in saved.items():
+        checked = _checked(key, value, encodings)
+        if checked is not None:
+            restored[key] = checked
     if restored:
         session.protocol_flags.update(restored)
         session.sync()
 
 
-def _from_json(key: str, value: Any) -> Any:
-    if key in ("SCREENWIDTH", "SCREENHEIGHT") and isinstance(value, dict):
-        return {int(k): v for k, v in value.items()}  # JSON made the keys strings
-    return value
+def _checked(key: str, value: Any, encodings: Sequence[str]) -> Any:
+    """A saved ``value`` of option ``key``, if it is still one the option takes."""
+    if key not in OPTIONS:
+        return None
+    try:
+        if key in ("SCREENWIDTH", "SCREENHEIGHT"):
+            width = next(iter(value.values())) if isinstance(value, dict) else value
+            return parse_option(key, str(int(width)))
+        if isinstance(value, bool):
+            return parse_option(key, "on" if value else "off")
+        return parse_option(key, str(value), encodings)
+    except (ValueError, TypeError, StopIteration):
+        return None

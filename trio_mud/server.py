@@ -71,6 +71,8 @@ class Server:
             starter = self._start_embedded
         self.portal = Portal(settings, starter=starter)
         self.portal.on_shutdown_request = self.shutdown
+        # An admin's in-game "reload" reads the settings again too.
+        self.portal.generations.reload_hook = self.reload
         #: The live generation's handler and game (embedded mode only).
         self.handler: Handler | None = None
         self.game: Any = None
@@ -88,6 +90,8 @@ class Server:
         Listeners, the data directory and the log's destination stay as they
         are (see :data:`trio_mud.config.FIXED_WHILE_RUNNING`).
         """
+        if settings.log_level != self.settings.log_level:
+            logging.getLogger().setLevel(settings.log_level)
         self.settings = settings
         self.portal.settings = settings
         self.portal.generations.settings = settings
@@ -159,7 +163,7 @@ class Server:
             "logged_in": logged_in,
             "by_protocol": by_protocol,
             "generation": self.portal.generations.number,
-            "reloads": len(self.portal.generations.reloads),
+            "reloads": self.portal.generations.reloads_ok + self.portal.generations.reloads_failed,
             "restarts": self.portal.generations.restarts,
             "last_reload": None
             if last is None

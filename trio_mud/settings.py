@@ -76,6 +76,16 @@ def _ports(
             raise ValueError(f"{attribute.name}: {port} is not a TCP port")
 
 
+def _prompt_template(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    try:
+        value.format(hp=100, maxhp=100, name="Ann", room="Town Square")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"{attribute.name} may use {{hp}}, {{maxhp}}, {{name}} and {{room}}, "
+            f"not {value!r} ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 @frozen
 class Settings:
     """Everything an operator can tune. All fields have sane defaults.
@@ -305,7 +315,7 @@ class Settings:
     #: The prompt shown after each command (``{hp}``, ``{maxhp}``, ``{name}``
     #: and ``{room}`` are filled in; markup allowed); empty for none. A player
     #: turns it off with ``option NOPROMPT on``.
-    game_prompt: str = "|gHP {hp}/{maxhp}|n > "
+    game_prompt: str = field(default="|gHP {hp}/{maxhp}|n > ", validator=_prompt_template)
 
     # -- accounts -------------------------------------------------------------
     min_password_length: int = field(default=8, validator=_positive)

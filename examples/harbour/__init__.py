@@ -34,7 +34,7 @@ from attrs import frozen
 from trio_mud.attributes import Attributes
 from trio_mud.commands import Commands, CommandSet, Context, ParseError, command
 from trio_mud.handler import Handler, HandlerHooks, InputFunc, ServerSession
-from trio_mud.options import option_command
+from trio_mud.options import option_command, restore
 
 log = logging.getLogger("harbour")
 
@@ -185,7 +185,7 @@ class Harbour(HandlerHooks):
         self.settings = settings
         self.attributes = Attributes(store)
         self.handler: Handler | None = None
-        options = option_command(self.attributes)
+        options = option_command(self.attributes, owner=self.fisher_of)
         town = CommandSet("town", [look, go, say, fish, creel, quit_, options], prefixes=False)
         self.commands = Commands(
             [CommandSet("arrival", [connect, quit_]), town, CommandSet("market", [sell])],
@@ -245,6 +245,11 @@ class Harbour(HandlerHooks):
 
     # -- fishers -----------------------------------------------------------------------
 
+    @staticmethod
+    def fisher_of(session: ServerSession) -> tuple[str, str] | None:
+        """Whose attributes (and saved options) a session's are."""
+        return None if session.uname is None else ("fisher", session.uname.lower())
+
     async def log_in(self, session: ServerSession, name: str) -> None:
         if not name.isalpha() or not 3 <= len(name) <= 20:
             session.msg("Names are 3 to 20 letters.")
@@ -257,6 +262,7 @@ class Harbour(HandlerHooks):
         log.info("sessid %d: %s is fishing", session.sessid, name)
         session.msg(f"Welcome, {name}.")
         self.tell_room(self.room_of(session), f"{name} arrives.", session)
+        await restore(self.attributes, session, owner=self.fisher_of)  # saved options
         self.show_room(session)
         self.send_status(session)
 

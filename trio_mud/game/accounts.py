@@ -38,6 +38,10 @@ def password_problem(settings: Settings, name: str, password: str) -> str | None
     return None
 
 
+#: What the hash spent on unknown names is of.
+_NOT_A_PASSWORD = "not a password anyone can type\x00"
+
+
 class Passwords:
     """Argon2id hashing in worker threads, a bounded number at a time, shared fairly.
 
@@ -56,6 +60,7 @@ class Passwords:
         #: One lock per address with hashing under way or waiting (then dropped).
         self._per_address: dict[str, tuple[trio.Lock, int]] = {}
         self._dummy_hash: str | None = None
+        self._dummy_lock = trio.Lock()
 
     async def hash(self, password: str, address: str = "") -> str:
         """An argon2id hash of ``password``, made in a worker thread (one per address at a time)."""
@@ -68,8 +73,11 @@ class Passwords:
         which names exist.
         """
         if stored_hash is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash("not a password anyone can type\x00")
+            async with self._dummy_lock:  # made once, by the first who needs it
+                if self._dummy_hash is None:
+                    self._dummy_hash = await self.hash(
+                        "not a password anyone can type\x00", address
+                    )
             await self._run(address, self._verify, self._dummy_hash, password)
             return False
         return await self._run(address, self._verify, stored_hash, password)

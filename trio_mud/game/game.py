@@ -181,7 +181,7 @@ class Game(HandlerHooks):
             _bind("help", self.cmd_help, HELP_TOPICS["help"], aliases=("?",)),
             _bind("quit", self.cmd_quit, HELP_TOPICS["quit"]),
             _bind("go", self.cmd_go, HELP_TOPICS["go"]),
-            option_command(self.attributes),
+            option_command(self.attributes, encodings=self.settings.encodings),
             _bind("reload", self.cmd_reload, ADMIN_HELP["reload"], permission="admin"),
         ]
         for name, func in self.admin.commands().items():
@@ -291,7 +291,7 @@ class Game(HandlerHooks):
                 session.sync()
                 continue
             self._enter_world(session, *found[session.puid])
-            await restore(self.attributes, session)
+            await restore(self.attributes, session, encodings=self.settings.encodings)
 
     async def at_handler_pause(self) -> None:
         """Before a reload: every location and attribute saved."""
@@ -466,7 +466,7 @@ class Game(HandlerHooks):
             return
         log.info("sessid %d: %r logged in", session.sessid, account.name)
         self._puppet(session, account, record)
-        await restore(self.attributes, session)
+        await restore(self.attributes, session, encodings=self.settings.encodings)
         self.prompt(session)
 
     async def gmcp_login(self, session: ServerSession, *args: Any, **kwargs: Any) -> None:
@@ -495,17 +495,23 @@ class Game(HandlerHooks):
         Refused without a password check while the address or the account is
         throttled (too many recent failures) or the account is banned.
         """
-        refusal = await self.guard.login_refusal(name, session.address)
-        if refusal is not None:
-            if session.connected:
-                session.msg(refusal)
-            return None
-        account = await self.store.find_account(name) if NAME_PATTERN.fullmatch(name) else None
-        valid = await self.passwords.verify(
-            None if account is None else account.password_hash, password, session.address
-        )
-        if account is None or not valid:
-            await self.guard.login_failed(name, session.address)
+        ahead = self.guard.begin(name, session.address)
+        try:
+            refusal = await self.guard.login_refusal(name, session.address, ahead)
+            if refusal is not None:
+                if session.connected:
+                    session.msg(refusal)
+                return None
+            found = await self.store.find_account(name) if NAME_PATTERN.fullmatch(name) else None
+            valid = await self.passwords.verify(
+                None if found is None else found.password_hash, password, session.address
+            )
+            if found is None or not valid:
+                await self.guard.login_failed(name, session.address)
+        finally:
+            self.guard.end(name, session.address)
+        account = found if valid else None
+        if account is None:
             if self.handler is not None:
                 self.handler.count("failed_logins")
             if session.connected:

@@ -42,6 +42,10 @@ def ban_target(text: str) -> tuple[str, str] | None:
     except ValueError:
         pass
     else:
+        mapped = getattr(network.network_address, "ipv4_mapped", None)
+        if mapped is not None and network.prefixlen >= 96:
+            # ::ffff:203.0.113.7 (as a dual-stack proxy may name a client) is IPv4.
+            network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}", strict=False)
         return "address", str(network.network_address if network.num_addresses == 1 else network)
     if NAME_PATTERN.fullmatch(text):
         return "account", name_key(text)
@@ -62,6 +66,28 @@ class LoginGuard:
         self.store = store
         #: Banned account name keys (loaded by :meth:`load`, kept current).
         self.banned_accounts: set[str] = set()
+        #: Logins being checked now, per ``(kind, key)``: they count against
+        #: the throttle as failures until they are known not to be, so that
+        #: guesses sent at the same moment cannot all slip through.
+        self._checking: dict[tuple[str, str], int] = {}
+
+    def begin(self, name: str, address: str) -> tuple[int, int]:
+        """A login attempt starts; how many were being checked before it (by
+        address, by account). Call :meth:`end` when it is over."""
+        ahead = []
+        for item in (("address", address), ("account", _account_key(name))):
+            ahead.append(self._checking.get(item, 0))
+            self._checking[item] = ahead[-1] + 1
+        return ahead[0], ahead[1]
+
+    def end(self, name: str, address: str) -> None:
+        """The attempt :meth:`begin` started is over (its failure, if any, recorded)."""
+        for item in (("address", address), ("account", _account_key(name))):
+            left = self._checking.get(item, 1) - 1
+            if left:
+                self._checking[item] = left
+            else:
+                self._checking.pop(item, None)
 
     async def load(self) -> list[Ban]:
         """Every ban, read from the database (the account bans are kept here)."""
@@ -69,15 +95,23 @@ class LoginGuard:
         self.banned_accounts = {ban.value for ban in bans if ban.kind == "account"}
         return bans
 
-    async def login_refusal(self, name: str, address: str) -> str | None:
-        """Why a login to ``name`` from ``address`` may not even be tried now, or None."""
+    async def login_refusal(
+        self, name: str, address: str, ahead: tuple[int, int] = (0, 0)
+    ) -> str | None:
+        """Why a login to ``name`` from ``address`` may not even be tried now, or None.
+
+        ``ahead``: attempts being checked at the same time (from :meth:`begin`),
+        counted as failures.
+        """
         limit, window = self.settings.login_throttle_limit, self.settings.login_throttle_timeout
-        for kind, key in (("address", address), ("account", _account_key(name))):
+        keys = (("address", address), ("account", _account_key(name)))
+        for (kind, key), checking in zip(keys, ahead, strict=True):
             count, oldest = await self.store.count_auth_events(
                 f"{FAILED_LOGIN}:{kind}", key, window
             )
+            count += checking
             if count >= limit:
-                wait = max(1, int(oldest + window - time.time()) + 1)
+                wait = max(1, int((oldest or time.time()) + window - time.time()) + 1)
                 log.warning(
                     "login throttled for %s from %s (%d failures)", log_name(name), address, count
                 )

@@ -280,11 +280,16 @@ class TelnetProtocol:
     def encode_text(text: str, encoding: str = "utf-8") -> bytes:
         """Text as telnet wants it: CR LF line endings, IAC doubled.
 
-        Unencodable characters become ``?``.
+        Unencodable characters become ``?``; an encoding that is not a text
+        encoding this Python knows is taken to be UTF-8.
         """
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        data = text.replace("\n", "\r\n").encode(encoding, errors="replace")
+        text = text.replace("\n", "\r\n")
+        try:
+            data = text.encode(encoding, errors="replace")
+        except LookupError:
+            data = text.encode("utf-8", errors="replace")
         if b"\xff" in data:
             data = data.replace(b"\xff", b"\xff\xff")
         return data

@@ -120,8 +120,8 @@ class ListenerHost(ConnectionHost, Protocol):
         """``listener``, admitting each socket at accept time."""
         ...
 
-    def release_socket(self) -> None:
-        """An admitted socket is closed."""
+    def release_socket(self, address: str) -> None:
+        """An admitted socket from ``address`` (its peer) is closed."""
         ...
 
     def admit_forwarded(self, address: str) -> str | None:

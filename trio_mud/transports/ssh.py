@@ -569,7 +569,7 @@ async def _serve_socket(
     portal: ListenerHost, stream: trio.SocketStream, key: asyncssh.SSHKey
 ) -> None:
     """One admitted socket: SSH over it, then the player's session; closed after."""
-    address = peer_address(stream)
+    address = peer = peer_address(stream)
     transport: trio.abc.Stream = stream
     try:
         unwrapped = await portal.behind_proxy(stream, address)
@@ -604,7 +604,7 @@ async def _serve_socket(
     finally:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(transport)
-        portal.release_socket()
+        portal.release_socket(peer)
 
 
 #: Seconds the last bytes of a closed SSH connection may take to be sent.

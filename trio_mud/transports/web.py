@@ -130,6 +130,7 @@ async def _serve_one(
     its place is given back here once it is closed.
     """
     settings = portal.settings
+    peer = peer_address(stream)
     connection = h11.Connection(h11.SERVER)
     transport: trio.abc.Stream = stream
     if settings.web_tls and portal.tls_context is not None and not metrics_only:
@@ -149,7 +150,7 @@ async def _serve_one(
         forwarded = next(
             (v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"), None
         )
-        address, refusal = forwarded_address(portal, peer_address(stream), forwarded)
+        address, refusal = forwarded_address(portal, peer, forwarded)
         if refusal is not None:
             status, body = refusal[0], refusal[1].encode() + b"\n"
             content_type = "text/plain; charset=utf-8"
@@ -181,7 +182,7 @@ async def _serve_one(
     finally:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(transport)
-        portal.release_socket()
+        portal.release_socket(peer)
 
 
 def _is_ajax(request: h11.Request) -> bool:

@@ -44,7 +44,7 @@ from trio_websocket import (
 )
 
 from .. import markup
-from ..admission import open_listeners
+from ..admission import open_listeners, peer_address
 from ..messages import Broadcast, DataOut, Disconnect, SessionUpdate
 from ..protocols.mudtelnet import (
     gmcp_input,
@@ -369,6 +369,8 @@ class _AdmittingServer(WebSocketServer):
         self._portal = portal
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        assert isinstance(stream, trio.SocketStream)
+        peer = peer_address(stream)
         context = self._portal.tls_context if self._portal.settings.web_tls else None
         if context is not None:
             # wss://: the TLS handshake happens as trio-websocket reads the
@@ -379,7 +381,7 @@ class _AdmittingServer(WebSocketServer):
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
-            self._portal.release_socket()
+            self._portal.release_socket(peer)
 
 
 def origin_allowed(
