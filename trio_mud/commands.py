@@ -109,6 +109,13 @@ class Command:
 
     async def run(self, ctx: Context) -> None:
         """Run the command for ``ctx`` (parsing its arguments first, if it has a parser)."""
+        pending = self.start(ctx)
+        if pending is not None:
+            await pending
+
+    def start(self, ctx: Context) -> Awaitable[None] | None:
+        """Run the command as far as it goes without waiting: a sync command
+        is done on return (None); an async one returns what is left to await."""
         if self.parse is None:
             result = self.func(ctx, ctx.args)
         else:
@@ -116,10 +123,9 @@ class Command:
                 kwargs = self.parse(ctx.args)
             except ParseError as exc:
                 ctx.msg(markup.escape(f"{exc} Usage: {self.usage}"))
-                return
+                return None
             result = self.func(ctx, **kwargs)
-        if inspect.isawaitable(result):
-            await result
+        return result if inspect.isawaitable(result) else None
 
 
 def command(
@@ -190,6 +196,8 @@ class Commands:
         self.game = game
         self.default = default
         self._permissions = permissions or _account_permissions
+        #: Merged tables by (sets, permissions): see :meth:`available`.
+        self._tables: dict[Any, dict[str, tuple[Command, bool]]] = {}
 
     def add(self, set_name: str, cmd: Command) -> None:
         """Add ``cmd`` to the set ``set_name`` (replacing one of the same key)."""
@@ -231,15 +239,28 @@ class Commands:
         return permission is None or permission in set(self._permissions(session))
 
     def available(self, session: ServerSession) -> dict[str, tuple[Command, bool]]:
-        """Every name this session may type, and its command (later sets win)."""
-        table: dict[str, tuple[Command, bool]] = {}
-        for name in self.sets_of(session):
-            self.sets[name].merged_into(table)
-        return {
-            name: entry
-            for name, entry in table.items()
-            if self.has_permission(session, entry[0].permission)
-        }
+        """Every name this session may type, and its command (later sets win).
+
+        Kept per combination of sets and permissions (a set replaced in
+        :attr:`sets` is a new combination), so a command costs a lookup.
+        """
+        stack = tuple((name, id(self.sets[name])) for name in self.sets_of(session))
+        key = (stack, frozenset(self._permissions(session)))
+        table = self._tables.get(key)
+        if table is None:
+            merged: dict[str, tuple[Command, bool]] = {}
+            for name, _ in stack:
+                self.sets[name].merged_into(merged)
+            allowed = key[1]
+            table = {
+                name: entry
+                for name, entry in merged.items()
+                if entry[0].permission is None or entry[0].permission in allowed
+            }
+            if len(self._tables) > 256:
+                self._tables.clear()
+            self._tables[key] = table
+        return table
 
     def find(self, session: ServerSession, word: str) -> Command | None:
         """The command ``word`` names for ``session``: exact, else a unique prefix."""
@@ -262,14 +283,23 @@ class Commands:
 
     async def run(self, session: ServerSession, line: str) -> bool:
         """Run the command ``line`` names; False (nothing done) if none does."""
+        found, pending = self.start(session, line)
+        if pending is not None:
+            await pending
+        return found
+
+    def start(self, session: ServerSession, line: str) -> tuple[bool, Awaitable[None] | None]:
+        """Like :meth:`run`, without waiting: whether a command was found, and
+        what is left to await of it (None for a sync command, done already).
+
+        An input function that returns the awaitable only when there is one
+        lets the handler run sync commands inline, without a task each.
+        """
         word, _, rest = line.strip().partition(" ")
-        if not word:
-            return False
-        cmd = self.find(session, word)
+        cmd = self.find(session, word) if word else None
         if cmd is None:
-            return False
-        await cmd.run(Context(session, self.game, cmd, word, rest.strip()))
-        return True
+            return False, None
+        return True, cmd.start(Context(session, self.game, cmd, word, rest.strip()))
 
     def unknown(self, session: ServerSession, word: str) -> str:
         """What a player is told for a command that is not there (for them)."""

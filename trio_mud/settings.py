@@ -327,6 +327,9 @@ class Settings:
     password_hash_time_cost: int = field(default=3, validator=_positive)
     password_hash_memory_kib: int = field(default=64 * 1024, validator=_positive)
     password_hash_concurrency: int = field(default=4, validator=_positive)
+    #: Of those, how many one address may hold at once (the rest stay free
+    #: for everyone else while one address floods logins).
+    password_hash_per_address: int = field(default=2, validator=_positive)
 
     @property
     def database_path(self) -> Path:

@@ -46,9 +46,9 @@ class Passwords:
     """Argon2id hashing in worker threads, a bounded number at a time, shared fairly.
 
     At most ``password_hash_concurrency`` hashes run at once (each holds
-    ``password_hash_memory_kib``), and at most one per address: a client
-    that floods logins waits behind its own attempts, while everyone else
-    takes the free slots.
+    ``password_hash_memory_kib``), and at most ``password_hash_per_address``
+    (fewer than all) for one address: a client that floods logins waits
+    behind its own attempts, while everyone else takes the free slots.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -57,8 +57,13 @@ class Passwords:
             memory_cost=settings.password_hash_memory_kib,
         )
         self._limiter = trio.CapacityLimiter(settings.password_hash_concurrency)
-        #: One lock per address with hashing under way or waiting (then dropped).
-        self._per_address: dict[str, tuple[trio.Lock, int]] = {}
+        #: Never all the slots for one address (unless there is only one).
+        self._share = max(
+            1,
+            min(settings.password_hash_per_address, settings.password_hash_concurrency - 1),
+        )
+        #: A limiter per address with hashing under way or waiting (then dropped).
+        self._per_address: dict[str, tuple[trio.CapacityLimiter, int]] = {}
         self._dummy_hash: str | None = None
         self._dummy_lock = trio.Lock()
 
@@ -83,7 +88,7 @@ class Passwords:
         return await self._run(address, self._verify, stored_hash, password)
 
     async def _run(self, address: str, func: Callable[..., T], *args: Any) -> T:
-        lock, users = self._per_address.get(address) or (trio.Lock(), 0)
+        lock, users = self._per_address.get(address) or (trio.CapacityLimiter(self._share), 0)
         self._per_address[address] = (lock, users + 1)
         try:
             async with lock:

@@ -340,19 +340,33 @@ class Game(HandlerHooks):
             return self.commands.run(session, line)
         return self._in_game(session, session.puppet, line)
 
-    async def _in_game(self, session: ServerSession, char: Character, line: str) -> None:
-        """A line typed by a player in the world; the prompt after its output."""
+    def _in_game(self, session: ServerSession, char: Character, line: str) -> Any:
+        """A line typed by a player in the world; the prompt after its output.
+
+        Done here and now when the command is sync (most are: say, look,
+        walking), so that the handler needs no task for it; an async command
+        is returned to be awaited, the prompt after it.
+        """
         if line[0] in "'\"":
             self.cmd_say(session, line[1:].strip())
         elif line[0] == ":":
             self.cmd_pose(session, line[1:].strip())
-        elif not await self.commands.run(session, line):
-            word = line.partition(" ")[0].lower()
-            target = self.world.exit_from(char.room, word)
-            if target is not None:
-                self._move(char, target, DIRECTION_ALIASES.get(word, word))
-            else:
-                session.msg(self.commands.unknown(session, word))
+        else:
+            found, pending = self.commands.start(session, line)
+            if pending is not None:
+                return self._prompt_after(session, pending)
+            if not found:
+                word = line.partition(" ")[0].lower()
+                target = self.world.exit_from(char.room, word)
+                if target is not None:
+                    self._move(char, target, DIRECTION_ALIASES.get(word, word))
+                else:
+                    session.msg(self.commands.unknown(session, word))
+        self.prompt(session)
+        return None
+
+    async def _prompt_after(self, session: ServerSession, pending: Awaitable[None]) -> None:
+        await pending
         self.prompt(session)
 
     def prompt(self, session: ServerSession) -> None:
