@@ -390,3 +390,41 @@ async def test_failed_writes_are_retried_after_a_pause_and_saved_waits_only_for_
             await attributes.saved()  # not held up by the others
         assert store.rows[("character:1", "gold")] == "2"
         nursery.cancel_scope.cancel()
+
+
+async def test_colour_levels_and_the_screen_reader_option_change_the_bytes(
+    mud_server: Server, telnet_client: Any
+) -> None:
+    ann = await player(telnet_client, "Ann", "raw")  # a bare client: 16 colours at most
+
+    async def said(text: str) -> bytes:
+        mark = len(ann.raw)
+        await ann.send(f"say {text}")
+        await ann.expect("You say")
+        return bytes(ann.raw[mark:])
+
+    orange = "|#ff8000orange|n"
+    assert b"\x1b[0;33m" in await said(orange)  # nearest of the 16
+    await ann.send("option XTERM256 on")
+    await ann.expect("XTERM256 is now on.")
+    assert b"38;5;208" in await said(orange)
+    await ann.send("option TRUECOLOR on")
+    await ann.expect("TRUECOLOR is now on.")
+    assert b"38;2;255;128;0" in await said(orange)
+    await ann.send("option SCREENREADER on")
+    await ann.expect("SCREENREADER is now on.")
+    plain = await said(orange + " ====== rule")
+    assert b"\x1b[" not in plain and b"======" not in plain
+    await ann.send("option ANSI off")
+    await ann.expect("ANSI is now off.")
+    await ann.send("option SCREENREADER off")
+    await ann.expect("SCREENREADER is now off.")
+    await ann.send("option TRUECOLOR off")
+    await ann.expect("TRUECOLOR is now off.")
+    await ann.send("option XTERM256 off")
+    await ann.expect("XTERM256 is now off.")
+    assert b"\x1b[" not in await said(orange)  # no colour level left
+    await ann.send("option SCREENHEIGHT 50")
+    await ann.expect("SCREENHEIGHT is now 50.")
+    session = next(iter(mud_server.handler.sessions.values()))
+    assert session.protocol_flags["SCREENHEIGHT"] == {0: 50}
