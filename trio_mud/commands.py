@@ -251,11 +251,10 @@ class Commands:
             merged: dict[str, tuple[Command, bool]] = {}
             for name, _ in stack:
                 self.sets[name].merged_into(merged)
-            allowed = key[1]
             table = {
                 name: entry
                 for name, entry in merged.items()
-                if entry[0].permission is None or entry[0].permission in allowed
+                if self.has_permission(session, entry[0].permission)
             }
             if len(self._tables) > 256:
                 self._tables.clear()

@@ -65,12 +65,16 @@ __all__ = [
 log = logging.getLogger("trio_mud.portal")
 
 
-#: Why a connection was refused, by the text it was told (for the metrics).
-_REFUSAL_REASONS = {
-    "The server is full; please try again later.": "full",
-    "Too many connections from your address are open already.": "per_address",
-    "Too many connections from your address; please wait a moment.": "rate",
-}
+class Refusal(str):
+    """What a refused client is told; ``reason`` is its short name for the
+    metrics (``full``, ``banned``, ``per_address``, ``rate``)."""
+
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> Refusal:
+        refusal = super().__new__(cls, text)
+        refusal.reason = reason
+        return refusal
 
 
 @frozen
@@ -476,7 +480,7 @@ class Portal:
         """
         cap = self.settings.max_connections
         if len(self._connections) >= cap or self._open_sockets >= cap:
-            return "The server is full; please try again later."
+            return Refusal("The server is full; please try again later.", "full")
         if proxy.trusted(address, self.settings.upstream_ips):
             return None
         return self._address_refusal(address)
@@ -488,19 +492,21 @@ class Portal:
     def _address_refusal(self, address: str) -> str | None:
         """Why ``address`` itself may not connect now: a ban, its cap, its rate."""
         if address in self.bans:
-            return self.settings.ban_message
+            return Refusal(self.settings.ban_message, "banned")
         cap = self.settings.max_connections_per_address
         if self._per_address.get(address, 0) >= cap or (
             self._sockets_per_address.get(address, 0) >= cap
         ):
-            return "Too many connections from your address are open already."
+            return Refusal(
+                "Too many connections from your address are open already.", "per_address"
+            )
         return self._rate_refusal(address)
 
     def _refused(self, address: str, refusal: str | None) -> str | None:
         """``refusal``, counted and logged (at most once in a while per address)."""
         if refusal is not None:
             self._connections_refused += 1
-            self.count_refused(_REFUSAL_REASONS.get(refusal, "banned"))
+            self.count_refused(getattr(refusal, "reason", "other"))
             self.log_limited(
                 logging.WARNING,
                 f"refused {address}",
@@ -521,7 +527,7 @@ class Portal:
                 self.settings.max_connection_rate, self.settings.connection_rate_burst, now
             )
         if not bucket.take(now):
-            return "Too many connections from your address; please wait a moment."
+            return Refusal("Too many connections from your address; please wait a moment.", "rate")
         return None
 
     async def _serve(self, stream: trio.SocketStream, secure: bool = False) -> None:

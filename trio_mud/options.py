@@ -59,23 +59,20 @@ def _encoding(text: str, allowed: Sequence[str] = ()) -> str:
     """A text encoding's canonical name, if ``allowed`` (the ``encodings``
     setting) names it; ValueError otherwise."""
     wanted = text.strip()
-    try:
-        info = codecs.lookup(wanted)
-    except LookupError:
-        info = None
-    names = {codecs.lookup(name).name for name in allowed if _known(name)}
-    if info is None or not info._is_text_encoding or (allowed and info.name not in names):
+    name = _text_encoding(wanted)
+    if name is None or (allowed and name not in {_text_encoding(a) for a in allowed}):
         choices = ", ".join(allowed) if allowed else "utf-8"
         raise ValueError(f"{wanted!r} is not an encoding this server takes (it takes {choices})")
-    return info.name
+    return name
 
 
-def _known(name: str) -> bool:
+def _text_encoding(name: str) -> str | None:
+    """The canonical name of text encoding ``name``, or None (unknown, or bytes-to-bytes)."""
     try:
-        codecs.lookup(name)
+        info = codecs.lookup(name)
     except LookupError:
-        return False
-    return True
+        return None
+    return info.name if info._is_text_encoding else None
 
 
 def _size(text: str) -> dict[int, int]:

@@ -19,7 +19,10 @@ Error handling:
 from __future__ import annotations
 
 import logging
+import math
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import trio
@@ -133,10 +136,6 @@ class ListenerHost(ConnectionHost, Protocol):
     ) -> tuple[trio.abc.Stream, str] | None:
         """The stream and client address for a new socket, past any PROXY
         header from a trusted proxy; None when it must be closed."""
-        ...
-
-    async def run_connection(self, conn: Connection) -> None:
-        """Run ``conn`` as one of the portal's connections, in this task."""
         ...
 
     def new_session(self, protocol_key: str, address: str) -> PortalSession:
@@ -407,6 +406,25 @@ class Connection:
         self._closing = True
         self.close_reason = reason
         self._cancel_scope.cancel()
+
+    @contextmanager
+    def write_deadline(self) -> Iterator[None]:
+        """Around a wait for the client to take output: ``write_timeout`` from
+        now, the connection's own scope is cancelled and it counts as stalled.
+
+        Setting the deadline of the one scope for the wait (and lifting it
+        after) costs far less than a new scope per write.
+        """
+        scope = self._cancel_scope
+        scope.deadline = trio.current_time() + self.settings.write_timeout
+        try:
+            yield
+        except trio.Cancelled:
+            if trio.current_time() >= scope.deadline:
+                self._stalled = True
+            raise
+        finally:
+            scope.deadline = math.inf
 
     # -- the connection's tasks ------------------------------------------------------
 

@@ -485,17 +485,9 @@ class SSHConnection(Connection):
 
     async def _wait_writable(self) -> None:
         """Wait until the client takes output again; past ``write_timeout``, drop it."""
-        scope = self._cancel_scope
-        scope.deadline = trio.current_time() + self.settings.write_timeout
-        try:
+        with self.write_deadline():
             while not self._link.can_write():
                 await self._link.progress()
-        except trio.Cancelled:
-            if trio.current_time() >= scope.deadline:
-                self._stalled = True
-            raise
-        finally:
-            scope.deadline = float("inf")
 
 
 def _first(message: DataOut | Broadcast) -> str:

@@ -13,7 +13,6 @@ Error handling:
 from __future__ import annotations
 
 import logging
-import math
 import os
 from typing import Any
 
@@ -192,9 +191,8 @@ class TelnetConnection(Connection):
 
         Most writes fit the socket's buffer: they are made at once, without a
         wait (the socket is non-blocking). Only the rest of a write that did
-        not fit waits, timed by the connection's own cancel scope: its
-        deadline is set for that wait and lifted after, which costs far less
-        than a new scope per write (and a stalled client is dropped whole).
+        not fit waits, within :meth:`write_deadline` (a stalled client is
+        dropped whole).
         """
         self.sent += len(data)
         if self._fd is not None:
@@ -209,19 +207,12 @@ class TelnetConnection(Connection):
             if sent == len(data):
                 return
             data = data[sent:]
-        scope = self._cancel_scope
-        scope.deadline = trio.current_time() + self.settings.write_timeout
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.close_reason = "client connection broke"
-            scope.cancel()
-        except trio.Cancelled:
-            if trio.current_time() >= scope.deadline:
-                self._stalled = True
-            raise
-        finally:
-            scope.deadline = math.inf
+        with self.write_deadline():
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.close_reason = "client connection broke"
+                self._cancel_scope.cancel()
 
     # -- output rendering --------------------------------------------------------------
 
