@@ -24,6 +24,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import trio
 
@@ -204,3 +205,25 @@ class AddressSet:
 
     def __len__(self) -> int:
         return len(self._addresses) + len(self._networks)
+
+
+class Tally(dict[Any, int]):
+    """How many of each key are open now (sockets by address, say).
+
+    A key whose count falls to zero is dropped, so the tally holds only what
+    is open and cannot grow with every address ever seen.
+    """
+
+    def add(self, key: Any) -> int:
+        """Count one more ``key``; how many there were before."""
+        before = self.get(key, 0)
+        self[key] = before + 1
+        return before
+
+    def remove(self, key: Any) -> None:
+        """Count one ``key`` fewer (nothing happens if none is counted)."""
+        left = self.get(key, 0) - 1
+        if left > 0:
+            self[key] = left
+        else:
+            self.pop(key, None)

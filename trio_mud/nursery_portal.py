@@ -33,7 +33,14 @@ import trio
 from attrs import frozen
 
 from ._version import __version__
-from .admission import AddressSet, AdmittingListener, RateLimitedLog, open_listeners, peer_address
+from .admission import (
+    AddressSet,
+    AdmittingListener,
+    RateLimitedLog,
+    Tally,
+    open_listeners,
+    peer_address,
+)
 from .generations import Generations, PortalLink, Starter, StatusTap
 from .messages import (
     BanList,
@@ -63,6 +70,13 @@ __all__ = [
 ]
 
 log = logging.getLogger("trio_mud.portal")
+
+
+Traffic = tuple[int, int, int, int]
+
+
+def _summed(a: Traffic, b: Traffic) -> Traffic:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
 
 
 class Refusal(str):
@@ -154,8 +168,8 @@ class Portal:
         self.bans = AddressSet(())
         #: Sessions open now per client address, and sockets open per peer
         #: (handshakes included): ``max_connections_per_address`` caps both.
-        self._per_address: dict[str, int] = {}
-        self._sockets_per_address: dict[str, int] = {}
+        self._per_address = Tally()
+        self._sockets_per_address = Tally()
         #: What handlers counted (failed logins, input errors, ...), for the metrics.
         self.counters: dict[str, int] = {}
         #: Sessions started by protocol, and connections refused by reason.
@@ -285,7 +299,7 @@ class Portal:
         for conn in self._connections.values():
             key = conn.session.protocol_key
             before = totals.get(key, (0, 0, 0, 0))
-            totals[key] = tuple(a + b for a, b in zip(before, conn.traffic(), strict=True))  # type: ignore[assignment]
+            totals[key] = _summed(before, conn.traffic())
         return totals
 
     def address_of(self, sessid: int) -> str | None:
@@ -456,17 +470,14 @@ class Portal:
         if refusal is None:
             self._open_sockets += 1
             if not proxy.trusted(address, self.settings.upstream_ips):  # a proxy is many
-                sockets = self._sockets_per_address
-                sockets[address] = sockets.get(address, 0) + 1
+                self._sockets_per_address.add(address)
         return refusal
 
     def release_socket(self, address: str) -> None:
         """An admitted socket from ``address`` (its peer) is closed: its place
         is free (call once per socket)."""
         self._open_sockets -= 1
-        left = self._sockets_per_address.pop(address, 1) - 1
-        if left:
-            self._sockets_per_address[address] = left
+        self._sockets_per_address.remove(address)
 
     def log_limited(self, level: int, key: str, message: str, *args: object) -> None:
         """Log a line that may recur often, at most once per 10 s per ``key``."""
@@ -678,7 +689,7 @@ class Portal:
         self._connections[sessid] = conn
         self._connections_total += 1
         address = session.address
-        self._per_address[address] = self._per_address.get(address, 0) + 1
+        self._per_address.add(address)
         protocol = session.protocol_key
         self.accepted_by_protocol[protocol] = self.accepted_by_protocol.get(protocol, 0) + 1
         log.info("sessid %d: %s connection from %s", sessid, session.protocol_key, session.address)
@@ -689,13 +700,9 @@ class Portal:
             log.exception("sessid %d: connection failed", sessid)
         finally:
             del self._connections[sessid]
-            left = self._per_address.pop(address) - 1
-            if left:
-                self._per_address[address] = left
+            self._per_address.remove(address)
             before = self._closed_traffic.get(protocol, (0, 0, 0, 0))
-            self._closed_traffic[protocol] = tuple(  # type: ignore[assignment]
-                a + b for a, b in zip(before, conn.traffic(), strict=True)
-            )
+            self._closed_traffic[protocol] = _summed(before, conn.traffic())
             session.connection = None
             log.info("sessid %d: disconnected (%s)", sessid, conn.close_reason)
             if conn.introduced:

@@ -332,12 +332,11 @@ class Game(HandlerHooks):
         if not line:
             return None
         if session.puppet is None:
-            word = line.partition(" ")[0]
-            if self.commands.find(session, word) is None:
+            found, pending = self.commands.start(session, line)
+            if not found:
                 # Not echoed: at this screen a mistyped line may be a password.
                 session.msg(UNKNOWN_AT_SCREEN)
-                return None
-            return self.commands.run(session, line)
+            return pending
         return self._in_game(session, session.puppet, line)
 
     def _in_game(self, session: ServerSession, char: Character, line: str) -> Any:

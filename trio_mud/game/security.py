@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import time
 
+from ..admission import Tally
 from ..settings import Settings
 from .accounts import NAME_PATTERN
 from .store import Ban, Store, name_key
@@ -69,25 +70,20 @@ class LoginGuard:
         #: Logins being checked now, per ``(kind, key)``: they count against
         #: the throttle as failures until they are known not to be, so that
         #: guesses sent at the same moment cannot all slip through.
-        self._checking: dict[tuple[str, str], int] = {}
+        self._checking = Tally()
 
     def begin(self, name: str, address: str) -> tuple[int, int]:
         """A login attempt starts; how many were being checked before it (by
         address, by account). Call :meth:`end` when it is over."""
-        ahead = []
-        for item in (("address", address), ("account", _account_key(name))):
-            ahead.append(self._checking.get(item, 0))
-            self._checking[item] = ahead[-1] + 1
-        return ahead[0], ahead[1]
+        return (
+            self._checking.add(("address", address)),
+            self._checking.add(("account", _account_key(name))),
+        )
 
     def end(self, name: str, address: str) -> None:
         """The attempt :meth:`begin` started is over (its failure, if any, recorded)."""
-        for item in (("address", address), ("account", _account_key(name))):
-            left = self._checking.get(item, 1) - 1
-            if left:
-                self._checking[item] = left
-            else:
-                self._checking.pop(item, None)
+        self._checking.remove(("address", address))
+        self._checking.remove(("account", _account_key(name)))
 
     async def load(self) -> list[Ban]:
         """Every ban, read from the database (the account bans are kept here)."""
