@@ -1,6 +1,6 @@
 """What the benchmarks read of /proc and of the checkout (Linux only).
 
-Shared by ``footprint.py`` and ``reloads.py``, which import it as a sibling
+Shared by ``footprint.py``, ``reloads.py`` and ``soak.py``, which import it as a sibling
 module (they run as scripts from this folder).
 """
 
@@ -22,13 +22,25 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def children_of(pid: int) -> list[int]:
+    """Child pids of ``pid``: from /proc/<pid>/task/*/children if the kernel has
+    it, else by scanning every /proc/<n>/stat for its parent."""
     kids: list[int] = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{task}/children") as children:
                 kids.extend(int(x) for x in children.read().split())
+        return kids
     except OSError:
         pass
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:
+                    text = stat.read().decode()
+            except OSError:
+                continue
+            if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+                kids.append(int(name))
     return kids
 
 

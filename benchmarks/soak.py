@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import random
 import re
 import resource
@@ -53,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
+from _procs import children_of, code_version, fd_count, machine
 
 LISTENING = re.compile(rb"telnet listening on 127\.0\.0\.1 port (\d+)")
 #: Complete telnet sequences: IAC WILL/WONT/DO/DONT <option>, IAC SB ... IAC SE,
@@ -90,13 +90,6 @@ def proc_status_kib(pid: int, field: str) -> int | None:
     return None
 
 
-def fd_count(pid: int) -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-
-
 def proc_stat(pid: int) -> list[str] | None:
     """Fields of /proc/<pid>/stat from field 3 (state) on, or None."""
     try:
@@ -123,25 +116,6 @@ def process_age(pid: int) -> float | None:
         return float(uptime.read().split()[0]) - started
 
 
-def children_of(pid: int) -> list[int]:
-    """Child pids of ``pid``: from /proc/<pid>/task/*/children if the kernel has
-    it, else by scanning every /proc/<n>/stat for its parent."""
-    kids: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as children:
-                kids.extend(int(x) for x in children.read().split())
-        return kids
-    except OSError:
-        pass
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            fields = proc_stat(int(name))
-            if fields is not None and int(fields[1]) == pid:
-                kids.append(int(name))
-    return kids
-
-
 def server_pids(portal: int) -> list[int]:
     """The portal's ``trio_mud.serverproc`` children, oldest first."""
     found = []
@@ -160,43 +134,6 @@ def server_pids(portal: int) -> list[int]:
 
 def read_bytes(path: Path) -> bytes:
     return path.read_bytes()
-
-
-def machine() -> str:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
-        f"Python {sys.version.split()[0]}, trio {trio.__version__}"
-    )
-
-
-def code_version() -> str:
-    """The commit of the checkout and how many files under trio_mud/ differ from it."""
-    root = REPO
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "--no-optional-locks", "-C", str(root), "status", "--porcelain", "trio_mud"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head} with {len(changed)} uncommitted change(s) under trio_mud/"
 
 
 def take_snapshot() -> Path:
@@ -449,7 +386,7 @@ async def run(args: argparse.Namespace) -> None:
         f"{args.reload_every:g} s, SIGKILL of the server process at minute {args.kill_at:g}"
     )
     print(f"machine: {machine()}")
-    print(f"code: {code_version()}")
+    print(f"code: {code_version(None)}")
     data_dir = tempfile.mkdtemp(prefix="soak-data-")
     code_dir = None
     if args.snapshot:
