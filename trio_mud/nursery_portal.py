@@ -55,7 +55,13 @@ from .messages import (
 from .protocols import proxy
 from .settings import Settings
 from .transports import tls
-from .transports.connection import Connection, PortalSession, PrefixedStream, TokenBucket
+from .transports.connection import (
+    Connection,
+    PortalSession,
+    PrefixedStream,
+    TokenBucket,
+    WritePump,
+)
 from .transports.telnet import TelnetConnection, refuse_telnet
 
 __all__ = [
@@ -142,6 +148,7 @@ class Portal:
         self._accept_scope: trio.CancelScope | None = None
         self._connections_nursery: trio.Nursery | None = None
         self._connection_closed = trio.lowlevel.ParkingLot()
+        self._write_pump = WritePump()
         self._connections_total = 0
         self._connections_refused = 0
         self._slow_client_disconnects = 0
@@ -253,6 +260,11 @@ class Portal:
         else:
             for name, count in message.values.items():
                 self.counters[name] = self.counters.get(name, 0) + count
+
+    @property
+    def write_pump(self) -> WritePump:
+        """The task that writes for telnet connections (see :class:`WritePump`)."""
+        return self._write_pump
 
     def count_slow_client(self) -> None:
         """A client was disconnected for not reading its output."""
@@ -383,8 +395,8 @@ class Portal:
             listeners += tls_listeners
             async with trio.open_nursery() as system:
                 await system.start(self.generations.run)
-                if self.settings.idle_timeout:
-                    system.start_soon(self._sweep_idle)
+                await system.start(self._write_pump.run)
+                system.start_soon(self._sweep)
                 # Connections live in their own nursery, apart from the accept
                 # loops: when shutdown() stops accepting, they carry on until
                 # they have said goodbye.
@@ -406,18 +418,26 @@ class Portal:
             for listener in listeners:
                 await listener.aclose()
 
-    async def _sweep_idle(self) -> None:
-        """Close connections whose clients have been silent for ``idle_timeout``.
+    async def _sweep(self) -> None:
+        """Close connections whose clients have been silent for ``idle_timeout``,
+        and send telnet keepalives (``telnet_keepalive``).
 
-        One task looks at every connection now and then (a tenth of the
-        timeout, at most a minute), instead of a timer on every read.
+        One task looks at every connection now and then (a tenth of the idle
+        timeout, half the keepalive interval, at most a minute apart), instead
+        of a timer on every connection. The intervals follow a reload's
+        settings.
         """
-        interval = min(60.0, self.settings.idle_timeout / 10)
         while True:
+            settings = self.settings
+            interval = 60.0
+            if settings.idle_timeout:
+                interval = min(interval, settings.idle_timeout / 10)
+            if settings.telnet_keepalive:
+                interval = min(interval, settings.telnet_keepalive / 2)
             await trio.sleep(interval)
             now = trio.current_time()
             for conn in list(self._connections.values()):
-                conn.check_idle(now)
+                conn.tick(now)
 
     async def shutdown(self, message: str | None = None) -> None:
         """Stop accepting, say goodbye to every client and close them all.
@@ -564,9 +584,11 @@ class Portal:
             session = self.new_session("telnet/ssl" if secure else "telnet", address)
             await self.run_connection(TelnetConnection(self, transport, session))
         finally:
+            # Its place is free before anyone waiting for a closed connection
+            # runs (there is no checkpoint between here and run_connection's end).
+            self.release_socket(peer)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(transport)
-            self.release_socket(peer)
 
     async def behind_proxy(
         self,
@@ -692,7 +714,7 @@ class Portal:
         self._per_address.add(address)
         protocol = session.protocol_key
         self.accepted_by_protocol[protocol] = self.accepted_by_protocol.get(protocol, 0) + 1
-        log.info("sessid %d: %s connection from %s", sessid, session.protocol_key, session.address)
+        _log_connected(session)
         try:
             await conn.run()
         except Exception:
@@ -710,3 +732,15 @@ class Portal:
             else:
                 conn.pending.clear()  # no handler ever heard of it
             self._connection_closed.unpark_all()
+
+
+def _log_connected(session: PortalSession) -> None:
+    """Log a new connection, from a frame of its own.
+
+    Logging looks up its caller's frame, which makes CPython keep a frame
+    object for it: logged from :meth:`Portal.run_connection` itself, every
+    open connection would hold one (264 bytes) for as long as it runs.
+    """
+    log.info(
+        "sessid %d: %s connection from %s", session.sessid, session.protocol_key, session.address
+    )

@@ -154,7 +154,8 @@ class _Q(IntEnum):
 _OPPOSITE = 4
 _UNACKED_OFF = 8
 
-#: Key offset of our own (local) options in the one table of states.
+#: Key offset of our own (local) options: an option's key is the option
+#: (the client's side) or the option + _LOCAL (ours).
 _LOCAL = 256
 
 
@@ -207,9 +208,10 @@ class TelnetProtocol:
         self._inflater: zlib._Decompress | None = None
         #: Bytes received as parsed: after MCCP3 inflation (for the metrics).
         self.plain_received = 0
-        #: Option states, packed (see _unpack); ours at option + _LOCAL. An
-        #: option at NO with nothing pending has no entry.
-        self._options: dict[int, int] = {}
+        #: Option states, packed (see _unpack), one byte per option: the
+        #: client's side in the low four bits, ours in the high four (a
+        #: fixed 256 bytes: smaller than a dict of a few options and its keys).
+        self._options = bytearray(256)
         self._outgoing = bytearray()
         self._line = bytearray()
         self._sb = bytearray()
@@ -222,16 +224,16 @@ class TelnetProtocol:
 
     def awaiting_answer(self, option: int, *, local: bool) -> bool:
         """Whether we asked about ``option`` and the client has not answered yet."""
-        state = self._options.get(option + _LOCAL if local else option, 0) & 3
+        state = self._packed(option + _LOCAL if local else option) & 3
         return state in (_Q.WANTYES, _Q.WANTNO)
 
     def local_enabled(self, option: int) -> bool:
         """Whether our side of ``option`` is on (we said WILL, they said DO)."""
-        return self._options.get(option + _LOCAL, 0) & 3 == _Q.YES
+        return self._packed(option + _LOCAL) & 3 == _Q.YES
 
     def remote_enabled(self, option: int) -> bool:
         """Whether the client's side of ``option`` is on."""
-        return self._options.get(option, 0) & 3 == _Q.YES
+        return self._packed(option) & 3 == _Q.YES
 
     @property
     def partial_line(self) -> bytes:
@@ -258,7 +260,7 @@ class TelnetProtocol:
         taken as the agreement it is, and answered with nothing.
         """
         if not enable and not await_answer:
-            state, _, unacked = _unpack(self._options.get(option + _LOCAL, 0))
+            state, _, unacked = _unpack(self._packed(option + _LOCAL))
             if state in (_Q.YES, _Q.WANTYES):
                 self._send_verb(WONT, option)
                 unacked = True
@@ -488,12 +490,18 @@ class TelnetProtocol:
 
     # -- RFC 1143 --------------------------------------------------------------------
 
+    def _packed(self, key: int) -> int:
+        byte = self._options[key & 0xFF]
+        return byte >> 4 if key >= _LOCAL else byte & 0x0F
+
     def _store(self, key: int, state: _Q, opposite: bool, unacked: bool) -> None:
         packed = state | (_OPPOSITE if opposite else 0) | (_UNACKED_OFF if unacked else 0)
-        if packed:
-            self._options[key] = packed
+        index = key & 0xFF
+        byte = self._options[index]
+        if key >= _LOCAL:
+            self._options[index] = (byte & 0x0F) | (packed << 4)
         else:
-            self._options.pop(key, None)
+            self._options[index] = (byte & 0xF0) | packed
 
     def _receive_negotiation(self, verb: int, option: int, events: list[Event]) -> None:
         if verb in (WILL, WONT):
@@ -502,7 +510,7 @@ class TelnetProtocol:
         else:
             key, local, accept = option + _LOCAL, True, option in self.local_options
             yes, no = WILL, WONT
-        state, opposite, unacked = _unpack(self._options.get(key, 0))
+        state, opposite, unacked = _unpack(self._packed(key))
         if verb == DONT and unacked:
             # The agreement to a WONT we did not wait for: nothing to do, even
             # if we have asked for the option again since.
@@ -546,7 +554,7 @@ class TelnetProtocol:
             events.append(OptionChange(option, local, state is _Q.YES))
 
     def _request(self, key: int, option: int, enable: bool, yes: int, no: int) -> None:
-        state, opposite, unacked = _unpack(self._options.get(key, 0))
+        state, opposite, unacked = _unpack(self._packed(key))
         want, wait_state, other_wait = (
             (_Q.YES, _Q.WANTYES, _Q.WANTNO) if enable else (_Q.NO, _Q.WANTNO, _Q.WANTYES)
         )

@@ -47,7 +47,6 @@ class AjaxSession(Connection):
         self.csessid = secrets.token_urlsafe(24)
         self.session.protocol_flags.update(WEB_FLAGS)
         self.session.protocol_flags["CLIENTNAME"] = "ajax"
-        self._settled.set()  # nothing to negotiate
         self._frames: list[str] = []
         self._has_frames = trio.Event()
         self._ended = False

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -70,6 +70,11 @@ class ConnectionHost(Protocol):
         """A client was disconnected for not reading its output."""
         ...
 
+    @property
+    def write_pump(self) -> WritePump:
+        """The task that writes for connections without a writer of their own."""
+        ...
+
 
 class PrefixedStream(trio.abc.HalfCloseableStream):
     """A stream that first yields ``prefix`` (bytes read past a PROXY header)."""
@@ -78,6 +83,11 @@ class PrefixedStream(trio.abc.HalfCloseableStream):
         self.inner = inner
         self.socket = inner.socket
         self._prefix = prefix
+
+    def take_prefix(self) -> bytes:
+        """The bytes read past the header, once (for a reader of the socket itself)."""
+        prefix, self._prefix = self._prefix, b""
+        return prefix
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._prefix:
@@ -214,6 +224,9 @@ _RESERVED_CMDNAMES = frozenset({"text", "prompt", "default"})
 #: Events one read is handled in before the reader lets other tasks run.
 EVENTS_PER_CHECKPOINT = 64
 
+#: Connections the write pump writes for before it lets other tasks run.
+WRITES_PER_CHECKPOINT = 64
+
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up."""
@@ -298,6 +311,75 @@ class Outbox:
         return items
 
 
+class WritePump:
+    """One task that writes for every connection that has no writer task of its own.
+
+    A telnet connection on a plain socket keeps no task waiting to write: its
+    output is queued, the connection is put on this pump's list, and the pump
+    renders and writes it without waiting (the socket is non-blocking). Only
+    a write that does not fit the socket's buffer gets a task of its own, the
+    connection's *drain*, which waits for the client under ``write_timeout``
+    and ends once everything queued is written; the pump's nursery runs it.
+
+    One task for all also makes the writes of a busy room cheap: a broadcast
+    queued to a hundred connections is written by one task in one go, not by
+    a hundred tasks each woken to write one line.
+
+    Error handling:
+        A connection whose flush raises is logged and dropped; the pump and
+        every other connection go on.
+    """
+
+    def __init__(self) -> None:
+        self._ready: list[Connection] = []
+        self._waiter: trio.lowlevel.Task | None = None
+        self._nursery: trio.Nursery | None = None
+
+    def schedule(self, conn: Connection) -> None:
+        """Have ``conn.flush()`` called soon (call once until it is)."""
+        self._ready.append(conn)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
+    def start_drain(self, drain: Callable[[], Awaitable[None]]) -> None:
+        """Run a connection's drain (a write that must wait) in the pump's nursery."""
+        if self._nursery is None:
+            raise RuntimeError("the write pump is not running")
+        self._nursery.start_soon(drain)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write for scheduled connections until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                if not self._ready:
+                    self._waiter = trio.lowlevel.current_task()
+
+                    def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+                        self._waiter = None
+                        return trio.lowlevel.Abort.SUCCEEDED
+
+                    await trio.lowlevel.wait_task_rescheduled(abort)
+                # Let whatever else is ready run once (the rest of a burst of
+                # output may be on its way): then one write carries it all.
+                await trio.lowlevel.checkpoint()
+                ready, self._ready = self._ready, []
+                for number, conn in enumerate(ready, 1):
+                    try:
+                        conn.flush()
+                    except Exception:
+                        log.exception(
+                            "sessid %d: connection failed while writing", conn.session.sessid
+                        )
+                        conn.abort("internal error")
+                    if number % WRITES_PER_CHECKPOINT == 0:
+                        await trio.lowlevel.checkpoint()
+                del ready
+
+
 class Connection:
     """One client connection, whatever its transport: session and queues.
 
@@ -307,6 +389,30 @@ class Connection:
     """
 
     protocol_key = "telnet"
+
+    # Slots: a server holds thousands of connections (a transport's subclass
+    # may leave them out and have a __dict__ as well).
+    __slots__ = (
+        "_announced",
+        "_cancel_scope",
+        "_closing",
+        "_commands",
+        "_dropped_in_row",
+        "_early",
+        "_hidden_line",
+        "_outbox",
+        "_stalled",
+        "close_reason",
+        "introduced",
+        "known",
+        "last_input",
+        "pending",
+        "portal",
+        "received",
+        "sent",
+        "session",
+        "told_input_dropped",
+    )
 
     def __init__(self, portal: ConnectionHost, session: PortalSession) -> None:
         self.portal = portal
@@ -320,7 +426,6 @@ class Connection:
         #: portal's sweeper closes idle connections, no timer per read).
         self.last_input = trio.current_time()
         self._closing = False
-        self._settled = trio.Event()
         self._announced = False
         #: Input that arrived before negotiation settled.
         self._early: list[PortalMessage] = []
@@ -380,6 +485,17 @@ class Connection:
                 f"output queue full ({self.settings.max_output_queue} messages): "
                 "client is not reading"
             )
+        else:
+            self._output_queued()
+
+    def _output_queued(self) -> None:
+        """Something was queued: a transport whose writer is not a task of its
+        own (a waiting writer task is woken by the outbox) has it written."""
+
+    def flush(self) -> None:
+        """Write what is queued, for the :class:`WritePump` (connections it
+        writes for override this)."""
+        raise NotImplementedError
 
     def close(self, reason: str) -> None:
         """Close after everything queued so far, with ``reason`` as the last words."""
@@ -388,9 +504,14 @@ class Connection:
         if not self._outbox.put_nowait(Disconnect(self.session.sessid, reason)):
             self.abort(f"closing with a full output queue: {reason}")
             return
+        self._output_queued()
         self._closing = True
         if reason:
             self.close_reason = reason
+
+    def tick(self, now: float) -> None:
+        """Called by the portal's sweeper now and then: what is due by the clock."""
+        self.check_idle(now)
 
     def check_idle(self, now: float) -> None:
         """Close the connection if the client has been silent for ``idle_timeout``."""
@@ -429,13 +550,8 @@ class Connection:
     # -- the connection's tasks ------------------------------------------------------
 
     async def _announce(self) -> None:
-        """Tell the handler about this session once negotiation has settled.
-
-        Waits at most ``negotiation_timeout``: a client that answers nothing
-        (a raw TCP client, say) still gets the game, just without extras.
-        """
-        with trio.move_on_after(self.settings.negotiation_timeout):
-            await self._settled.wait()
+        """Tell the handler about this session (once whatever the transport
+        negotiates has settled), then pass on the input held meanwhile."""
         connect = Connect(self.session.sessid, self.session.get_sync_data())
         await self.portal.to_handler(self, connect)
         # The reader never waits for this: what it got meanwhile is held here,

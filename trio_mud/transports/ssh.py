@@ -313,7 +313,6 @@ class SSHConnection(Connection):
         )
         self._encoding = flags.get("ENCODING", "utf-8")
         self._decoder = _decoder(self._encoding)
-        self._settled.set()  # nothing to negotiate
         #: Set when :meth:`run` is over (the socket's task waits for it).
         self.finished = trio.Event()
 

@@ -13,7 +13,9 @@ Error handling:
 from __future__ import annotations
 
 import logging
+import math
 import os
+from functools import partial
 from typing import Any
 
 import trio
@@ -27,7 +29,6 @@ from ..protocols.mudtelnet import (
     MudEvent,
     MudTelnet,
     OOBInput,
-    Settled,
     gmcp_package,
 )
 from ..protocols.telnet import Opt, TelnetProtocol, TelnetProtocolError, TextLine
@@ -45,15 +46,33 @@ log = logging.getLogger("trio_mud.portal")
 
 
 class TelnetConnection(Connection):
-    """A telnet connection: MudTelnet over a TCP stream."""
+    """A telnet connection: MudTelnet over a TCP stream.
+
+    One task reads; the portal's :class:`WritePump` writes (on a plain socket
+    at once; a write that must wait, and every write over TLS, in a *drain*
+    task that lasts as long as there is output to wait on). An idle
+    connection is one task waiting for its socket to become readable.
+    """
+
+    __slots__ = (
+        "_drain",
+        "_drained",
+        "_fd",
+        "_final",
+        "_finished",
+        "_flush_pending",
+        "last_output",
+        "protocol",
+        "stream",
+    )
 
     def __init__(
         self, portal: ConnectionHost, stream: trio.abc.Stream, session: PortalSession
     ) -> None:
         super().__init__(portal, session)
         self.stream = stream
-        #: The socket's descriptor, for writes that need no wait (see _write);
-        #: None over TLS, whose bytes only the SSL stream can write.
+        #: The socket's descriptor, for reads and writes without Trio's stream
+        #: layers; None over TLS, whose bytes only the SSL stream can carry.
         self._fd = (
             stream.socket.fileno()
             if isinstance(stream, trio.SocketStream | PrefixedStream)
@@ -67,46 +86,122 @@ class TelnetConnection(Connection):
             max_json_depth=self.settings.max_json_depth,
             max_gmcp_supports=self.settings.max_gmcp_supports,
         )
+        #: When output was last written (for ``telnet_keepalive``).
+        self.last_output = self.last_input
+        #: The pump has been asked to flush this connection.
+        self._flush_pending = False
+        #: The drain's scope while a write waits for the client, else None.
+        self._drain: trio.CancelScope | None = None
+        self._drained: trio.Event | None = None
+        #: The last words (after a Disconnect) have been taken for writing.
+        self._final = False
+        #: run() is over: the socket is closed or about to be.
+        self._finished = False
 
     async def run(self) -> None:
-        with self._cancel_scope:
-            async with trio.open_nursery() as nursery:
-                self.protocol.start()
-                nursery.start_soon(self._writer)
-                self.send_nowait(FLUSH)
-                nursery.start_soon(self._announce)
-                await self._reader()
-                if not self._closing:
-                    # The client hung up: nothing left to write.
-                    nursery.cancel_scope.cancel()
-        if self._stalled:
-            self.abort(f"one write took over {self.settings.write_timeout:g} s: client stalled")
+        """Read until the client leaves or the connection closes.
 
-    async def _reader(self) -> None:
-        while not self._closing:
-            try:
-                data = await self.stream.receive_some(self.settings.max_read_size)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            self.last_input = trio.current_time()
-            if not data:
-                self.close_reason = "client closed the connection"
-                return
-            self.received += len(data)
-            try:
-                events = self.protocol.receive_data(bytes(data))
-            except TelnetProtocolError as exc:
-                log.warning("sessid %d: telnet protocol error: %s", self.session.sessid, exc)
-                self.close(exc.reply)
-                return
-            self.send_nowait(FLUSH)  # negotiation replies
-            for number, event in enumerate(events, 1):
-                if self.is_closing:
-                    return
-                await self._handle_event(event)
-                if number % EVENTS_PER_CHECKPOINT == 0:
-                    # A read can hold thousands of lines: let others run.
-                    await trio.lowlevel.checkpoint()
+        The handler hears of the session once negotiation has settled, or
+        after ``negotiation_timeout`` at most: a client that answers nothing
+        (a raw TCP client, say) still gets the game, just without extras.
+
+        The reading is done here rather than in a method of its own, and an
+        idle connection waits right here for its socket: every coroutine
+        frame a waiting connection holds is memory that thousands of them
+        hold.
+        """
+        fd = self._fd
+        deadline = trio.current_time() + self.settings.negotiation_timeout
+        data: bytes | None
+        try:
+            with self._cancel_scope:
+                self.protocol.start()
+                self.send_nowait(FLUSH)  # our opening questions
+                reading = True
+                if isinstance(self.stream, PrefixedStream):
+                    prefix = self.stream.take_prefix()  # read past a PROXY header
+                    reading = not prefix or await self._take_in(prefix)
+                while reading and not self._closing:
+                    if self._announced and fd is not None:
+                        await trio.lowlevel.wait_readable(fd)
+                        data = self._read_now(fd)
+                        if data is None:
+                            continue
+                    elif self._announced:
+                        data = await self._receive()
+                    elif self.protocol.settled or trio.current_time() >= deadline:
+                        await self._announce()
+                        continue
+                    else:
+                        data = None
+                        with trio.move_on_at(deadline):
+                            data = await self._receive()
+                        if data is None:
+                            continue  # the negotiation window is over
+                    if not data:
+                        self.close_reason = "client closed the connection"
+                        break
+                    reading = await self._take_in(data)
+                if self._closing:
+                    # Wait for the last words to be written: the write that
+                    # takes them cancels this scope (as does an abort).
+                    await trio.sleep_forever()
+        finally:
+            self._finished = True
+            if self._drain is not None:
+                self._drain.cancel()  # the client left, or was dropped
+                assert self._drained is not None
+                with trio.CancelScope(shield=True):
+                    await self._drained.wait()
+
+    def abort(self, reason: str) -> None:
+        super().abort(reason)
+        if self._drain is not None:
+            self._drain.cancel()
+
+    def _read_now(self, fd: int) -> bytes | None:
+        """What the socket has: b"" when the client is gone, None when
+        nothing after all (a readable socket may have nothing to read)."""
+        try:
+            return os.read(fd, self.settings.max_read_size)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    async def _receive(self) -> bytes:
+        """The next bytes from the client; b"" when it is gone."""
+        fd = self._fd
+        try:
+            if fd is None:
+                return bytes(await self.stream.receive_some(self.settings.max_read_size))
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                data = self._read_now(fd)
+                if data is not None:
+                    return data
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    async def _take_in(self, data: bytes) -> bool:
+        """Handle bytes read from the client; False when the reader must stop."""
+        self.last_input = trio.current_time()
+        self.received += len(data)
+        try:
+            events = self.protocol.receive_data(data)
+        except TelnetProtocolError as exc:
+            log.warning("sessid %d: telnet protocol error: %s", self.session.sessid, exc)
+            self.close(exc.reply)
+            return False
+        self.send_nowait(FLUSH)  # negotiation replies
+        for number, event in enumerate(events, 1):
+            if self.is_closing:
+                return False
+            await self._handle_event(event)
+            if number % EVENTS_PER_CHECKPOINT == 0:
+                # A read can hold thousands of lines: let others run.
+                await trio.lowlevel.checkpoint()
+        return True
 
     async def _handle_event(self, event: MudEvent) -> None:
         if isinstance(event, TextLine):
@@ -121,11 +216,10 @@ class TelnetConnection(Connection):
             await self._handle_oob(event.cmdname, event.args, event.kwargs)
         elif isinstance(event, BadInput):
             self.tell_bad_input(event.reason)
-        elif isinstance(event, Settled):
-            self._settled.set()
         elif isinstance(event, MSSPRequest):
             self.protocol.send_mssp(self.portal.mssp_variables())
             self.send_nowait(FLUSH)
+        # Settled needs nothing here: the reader looks at protocol.settled.
 
     async def _handle_line(self, data: bytes) -> None:
         encoding = self.session.protocol_flags.get("ENCODING", "utf-8")
@@ -135,48 +229,115 @@ class TelnetConnection(Connection):
             text = data.decode("utf-8", errors="replace")
         await self._handle_text(text)
 
-    async def _writer(self) -> None:
+    # -- writing -----------------------------------------------------------------------
+
+    def _output_queued(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.portal.write_pump.schedule(self)
+
+    def tick(self, now: float) -> None:
+        """The portal's sweeper: ``idle_timeout``, and ``telnet_keepalive``."""
+        super().tick(now)
         keepalive = self.settings.telnet_keepalive
-        while True:
-            if keepalive:
-                with trio.move_on_after(keepalive) as quiet:
-                    batch = await self._outbox.get_all()
-                if quiet.cancelled_caught:
-                    self.protocol.send_keepalive()
-                    await self._write(self.protocol.data_to_send())
-                    continue
-            else:
-                batch = await self._outbox.get_all()
-            # Let whatever else is ready run once (the rest of a burst of
-            # output may be on its way): then one write carries it all.
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            batch += self._outbox.take_nowait()
-            # Everything queued goes out in one write. Broadcast text, the bulk
-            # of a busy room, is encoded once per kind of client and joined.
-            key = self._render_key()
-            shared: list[bytes] = []
-            for message in batch:
-                if type(message) is Broadcast and message.cmdname == "text":
-                    shared.append(self._shared_text(message, key))
-                    continue
-                if shared:
-                    self.protocol.send_encoded(b"".join(shared))
-                    shared.clear()
-                if isinstance(message, Disconnect):
-                    if message.reason:
-                        self._render_text(message.reason)
-                    await self._write(self.protocol.data_to_send() + self.protocol.close())
-                    self._cancel_scope.cancel()
-                    return
-                if not isinstance(message, Flush):
-                    self._render(message)
+        if keepalive and not self._closing and now - self.last_output >= keepalive:
+            self.protocol.send_keepalive()
+            self.last_output = now
+            self.send_nowait(FLUSH)
+
+    def flush(self) -> None:
+        """Render everything queued and write it, without waiting; what does
+        not fit the socket's buffer goes to a drain task."""
+        self._flush_pending = False
+        if self._finished or self._drain is not None:
+            return  # gone, or the drain takes the queue when it is done
+        data = self._write_now(self._take_output())
+        if data:
+            self._start_drain(data)
+        elif self._final:
+            self._cancel_scope.cancel()  # the last words are out
+
+    def _take_output(self) -> bytes:
+        """Everything queued, rendered as the bytes to send (after a
+        Disconnect, its reason and the protocol's last bytes)."""
+        batch = self._outbox.take_nowait()
+        # Broadcast text, the bulk of a busy room, is encoded once per kind
+        # of client and joined.
+        key: tuple[Any, ...] | None = None
+        shared: list[bytes] = []
+        for message in batch:
+            if type(message) is Broadcast and message.cmdname == "text":
+                if key is None:
+                    key = self._render_key()
+                shared.append(self._shared_text(message, key))
+                continue
             if shared:
                 self.protocol.send_encoded(b"".join(shared))
-            del batch, shared  # nothing of it is kept while the writer waits
-            data = self.protocol.data_to_send()
-            if data:
-                await self._write(data)
-            del data
+                shared.clear()
+            if isinstance(message, Disconnect):
+                if message.reason:
+                    self._render_text(message.reason)
+                self._final = True
+                return self.protocol.data_to_send() + self.protocol.close()
+            if not isinstance(message, Flush):
+                self._render(message)
+        if shared:
+            self.protocol.send_encoded(b"".join(shared))
+        return self.protocol.data_to_send()
+
+    def _write_now(self, data: bytes) -> bytes:
+        """Write what the socket takes now; the rest (all of it over TLS)."""
+        if not data or self._fd is None:
+            return data
+        self.last_output = trio.current_time()
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._broken()
+            return b""
+        self.sent += sent
+        return data[sent:]
+
+    def _broken(self) -> None:
+        self.close_reason = "client connection broke"
+        self._closing = True
+        self._cancel_scope.cancel()
+
+    def _start_drain(self, data: bytes) -> None:
+        self._drain = trio.CancelScope()
+        self._drained = trio.Event()
+        self.portal.write_pump.start_drain(partial(self._run_drain, data))
+
+    async def _run_drain(self, data: bytes) -> None:
+        """Write ``data`` and then whatever is queued meanwhile, each write
+        within ``write_timeout`` (a stalled client is dropped); end when all
+        is written."""
+        scope = self._drain
+        assert scope is not None and self._drained is not None
+        deadline = math.inf
+        try:
+            with scope:
+                while data:
+                    deadline = scope.deadline = trio.current_time() + self.settings.write_timeout
+                    try:
+                        await self.stream.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self._broken()
+                        return
+                    scope.deadline = deadline = math.inf
+                    self.sent += len(data)
+                    self.last_output = trio.current_time()
+                    if self._final:
+                        self._cancel_scope.cancel()  # the last words are out
+                        return
+                    data = self._take_output()
+            if scope.cancelled_caught and trio.current_time() >= deadline:
+                self.abort(f"one write took over {self.settings.write_timeout:g} s: client stalled")
+        finally:
+            self._drain = None
+            self._drained.set()
 
     def traffic(self) -> tuple[int, int, int, int]:
         return (
@@ -185,34 +346,6 @@ class TelnetConnection(Connection):
             self.protocol.telnet.plain_received,
             self.protocol.plain_sent,
         )
-
-    async def _write(self, data: bytes) -> None:
-        """Send ``data``; within ``write_timeout``, or the connection is dropped.
-
-        Most writes fit the socket's buffer: they are made at once, without a
-        wait (the socket is non-blocking). Only the rest of a write that did
-        not fit waits, within :meth:`write_deadline` (a stalled client is
-        dropped whole).
-        """
-        self.sent += len(data)
-        if self._fd is not None:
-            try:
-                sent = os.write(self._fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self.close_reason = "client connection broke"
-                self._cancel_scope.cancel()
-                return
-            if sent == len(data):
-                return
-            data = data[sent:]
-        with self.write_deadline():
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self.close_reason = "client connection broke"
-                self._cancel_scope.cancel()
 
     # -- output rendering --------------------------------------------------------------
 

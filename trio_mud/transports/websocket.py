@@ -85,7 +85,6 @@ class WebSocketSession(Connection):
         self._gone = trio.Event()
         self.session.protocol_flags.update(WEB_FLAGS)
         self.session.protocol_flags["CLIENTNAME"] = f"websocket ({subprotocol})"
-        self._settled.set()  # nothing to negotiate
         #: GMCP packages the client advertised (gmcp and json formats), if any.
         self.gmcp_supports: dict[str, int] = {}
         #: Frames that are not DataOut (the session token), in order.
