@@ -1,0 +1,160 @@
+"""Telnet output without a writer task per connection: the portal's write pump.
+
+An idle telnet connection is one task; output is written by the pump, and
+only a write that must wait for the client gets a task (the drain) for as
+long as it waits. These tests hold the server to that over real sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from trio_mud import Server
+from trio_mud.messages import DataOut
+from trio_mud.transports.telnet import TelnetConnection
+
+from .helpers import Client, login, make_settings, start_server
+
+
+def task_count() -> int:
+    """Every task in this run, from the root down."""
+    count = 0
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        nonlocal count
+        count += 1
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return count
+
+
+def telnet_connection(server: Server, name: str) -> TelnetConnection:
+    """The portal's connection of the player ``name``."""
+    for conn in server.portal.connections.values():
+        if conn.session.uname == name:
+            assert isinstance(conn, TelnetConnection)
+            return conn
+    raise AssertionError(f"{name} is not connected")
+
+
+async def test_an_idle_telnet_connection_is_one_task(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, make_settings(tmp_path))
+        ann = await login(server.telnet_port, "Ann")
+        await trio.testing.wait_all_tasks_blocked()
+        before = task_count()
+        clients = [await Client.connect(server.telnet_port) for _ in range(20)]
+        for client in clients:
+            await client.welcome()
+        bob = await login(server.telnet_port, "Bob")
+        await ann.read_until("Bob has entered the game.")
+        await trio.testing.wait_all_tasks_blocked()
+        assert task_count() == before + 21  # one task per connection, nothing else
+        nursery.cancel_scope.cancel()
+    await bob.aclose()
+
+
+async def test_a_slow_reader_gets_all_its_output_in_order(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, max_output_queue=100_000, max_command_rate=1e6, command_rate_burst=10**6
+    )
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        port = server.telnet_port
+        ann = await login(port, "Ann")
+        zed = await Client.connect(port, rcvbuf=4096)
+        await zed.welcome()
+        await zed.send_line("create Zed correct horse")
+        await ann.read_until("Zed has entered the game.")
+        await trio.testing.wait_all_tasks_blocked()
+        idle_tasks = task_count()
+        conn = telnet_connection(server, "Zed")
+        # Zed reads nothing now: Ann talks until Zed's output waits in a drain.
+        speech = "blah " * 400
+        said = 0
+        with trio.fail_after(60):
+            while conn._drain is None or said < 10:
+                said += 1
+                await ann.command(f"say {said} {speech}", "You say")
+        await ann.command(f"say {said + 1} the end", "You say")
+        await trio.testing.wait_all_tasks_blocked()
+        assert task_count() == idle_tasks + 1  # the drain, waiting for Zed
+        # Zed reads again: every line, in order, and the drain is gone.
+        heard = await zed.read_until(f'Ann says, "{said + 1} the end"')
+        numbers = [int(line.split('"')[1].split()[0]) for line in heard if "Ann says" in line]
+        assert numbers == list(range(1, said + 2))
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn._drain is None
+        assert task_count() == idle_tasks
+        await ann.command("say and after", "You say")
+        await zed.read_until('Ann says, "and after"')
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_stops_reading_is_dropped_after_write_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The queue is never full here: the write that waits is what times out.
+    settings = make_settings(
+        tmp_path,
+        write_timeout=0.5,
+        max_output_queue=100_000,
+        max_command_rate=1e6,  # Ann types as fast as the server answers
+        command_rate_burst=10**6,
+    )
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        port = server.telnet_port
+        ann = await login(port, "Ann")
+        zed = await Client.connect(port, rcvbuf=4096)
+        await zed.welcome()
+        await zed.send_line("create Zed correct horse")
+        await ann.read_until("Zed has entered the game.")
+        speech = "blah " * 400
+        with trio.fail_after(60):
+            while "Zed" in [c.session.uname for c in server.portal.connections.values()]:
+                await ann.command(f"say {speech}", "You say")
+        if "Zed has left the game." not in ann.history:  # (a say's answer may have passed it)
+            await ann.read_until("Zed has left the game.")
+        assert "one write took over 0.5 s: client stalled" in caplog.text
+        assert server.portal.statistics().slow_client_disconnects == 0  # not the queue
+        await ann.command("look", "Exits:")
+        nursery.cancel_scope.cancel()
+
+
+async def test_output_for_a_finished_connection_never_reaches_a_later_socket(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A connection that has ended keeps its descriptor's number; the next
+    socket may get the same number, and must never be sent the old one's
+    output."""
+    caplog.set_level(logging.INFO, logger="trio_mud.portal")
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, make_settings(tmp_path))
+        port = server.telnet_port
+        first = await Client.connect(port)
+        await first.welcome()
+        (old,) = server.portal.connections.values()
+        assert isinstance(old, TelnetConnection)
+        await first.aclose()
+        with trio.fail_after(10):
+            await server.portal.wait_connections_below(1)
+        second = await Client.connect(port)
+        await second.welcome()
+        (new,) = server.portal.connections.values()
+        assert isinstance(new, TelnetConnection)
+        assert new._fd == old._fd  # the number was taken again
+        old.send_nowait(DataOut(old.session.sessid, "text", ("meant for the first",), {}))
+        old.flush()
+        await second.send_line("look")
+        await second.read_until("shows this screen again")
+        assert "meant for the first" not in second.history
+        nursery.cancel_scope.cancel()
