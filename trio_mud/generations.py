@@ -343,8 +343,15 @@ class Generations:
         self._inflight[txid] = (conn, message, time.monotonic())
         if isinstance(message, Connect):
             conn.introduced = True
+        numbered = _numbered(message, txid)
         try:
-            await gen.send.send(_numbered(message, txid))
+            try:
+                # Without a checkpoint while there is room: the caller (a
+                # reader with a whole read to pass on, the pump) checkpoints
+                # often enough, and a yield per message is most of its cost.
+                gen.send.send_nowait(numbered)
+            except trio.WouldBlock:
+                await gen.send.send(numbered)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._inflight.pop(txid, None)
             self._generation_lost(gen, "its input channel closed")

@@ -328,7 +328,11 @@ class RemotePortal:
                         self._snapshot = message
                         self._got_snapshot.set()
                     else:
-                        await self._in_send.send(message)  # type: ignore[arg-type]
+                        # One checkpoint per read (receive_some's), not per message.
+                        try:
+                            self._in_send.send_nowait(message)  # type: ignore[arg-type]
+                        except trio.WouldBlock:
+                            await self._in_send.send(message)  # type: ignore[arg-type]
 
     def _unreadable(self, frame: Undecodable) -> None:
         """A frame from the portal this process cannot read: that message's error only.
