@@ -132,9 +132,29 @@ _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 
 
+#: Values that travel as they are (a float only when finite).
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _flat(value: dict[Any, Any]) -> bool:
+    """Whether ``value`` is a dict of strings to plain values that needs no
+    escaping (the common case: command counters, most keyword arguments)."""
+    if _ITEMS in value:
+        return False
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or (
+            kind not in _PLAIN and not (kind is float and math.isfinite(item))
+        ):
+            return False
+    return True
+
+
 def _to_json(value: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise WireError(f"a value nested deeper than {MAX_DEPTH} levels")
+    if type(value) is dict and _flat(value):
+        return value  # read by the encoder only, never changed
     if isinstance(value, dict):
         if all(isinstance(key, str) for key in value) and set(value) != {_ITEMS}:
             return {key: _to_json(item, depth + 1) for key, item in value.items()}
@@ -153,6 +173,8 @@ def _to_json(value: Any, depth: int = 0) -> Any:
 
 
 def _from_json(value: Any) -> Any:
+    if type(value) is dict and _flat(value):
+        return value
     if isinstance(value, dict):
         if len(value) == 1 and _ITEMS in value:
             items = value[_ITEMS]
@@ -363,18 +385,24 @@ class FrameReader:
             WireError: a frame's length is over ``max_frame`` (the stream is
                 not to be trusted after that).
         """
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         messages: list[LinkMessage | Undecodable] = []
-        while len(self._buffer) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self._buffer)
-            if size > self.max_frame:
-                raise WireError(f"frame of {size} bytes is over {self.max_frame}")
-            if len(self._buffer) < _HEADER.size + size:
-                break
-            body = bytes(self._buffer[_HEADER.size : _HEADER.size + size])
-            del self._buffer[: _HEADER.size + size]
-            try:
-                messages.append(decode_body(body))
-            except WireError as exc:
-                messages.append(Undecodable(str(exc), *_whose(body)))
+        start = 0  # the frames taken are cut from the buffer once, at the end
+        try:
+            while len(buffer) - start >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(buffer, start)
+                if size > self.max_frame:
+                    raise WireError(f"frame of {size} bytes is over {self.max_frame}")
+                end = start + _HEADER.size + size
+                if len(buffer) < end:
+                    break
+                body = bytes(buffer[start + _HEADER.size : end])
+                start = end
+                try:
+                    messages.append(decode_body(body))
+                except WireError as exc:
+                    messages.append(Undecodable(str(exc), *_whose(body)))
+        finally:
+            del buffer[:start]
         return messages
