@@ -221,7 +221,8 @@ class Settings:
     #: closes the connection (a zlib bomb).
     max_inflated: int = field(default=64 * 1024, validator=_positive)
     #: Seconds of output silence after which a telnet client is sent IAC NOP,
-    #: so that dead links are noticed; 0 disables.
+    #: so that dead links are noticed (looked at every half of it, so the NOP
+    #: comes within one and a half times it); 0 disables.
     telnet_keepalive: float = field(default=0.0, validator=_non_negative)
     #: Extra MSSP variables for MUD listings, on top of NAME, PLAYERS, UPTIME,
     #: PORT, CODEBASE and the protocol flags.

@@ -95,7 +95,8 @@ class TelnetConnection(Connection):
         self._drained: trio.Event | None = None
         #: The last words (after a Disconnect) have been taken for writing.
         self._final = False
-        #: run() is over: the socket is closed or about to be.
+        #: Nothing more is written: the connection was dropped, or run() is
+        #: over and the socket closed or about to be.
         self._finished = False
 
     async def run(self) -> None:
@@ -156,6 +157,7 @@ class TelnetConnection(Connection):
 
     def abort(self, reason: str) -> None:
         super().abort(reason)
+        self._finished = True  # nothing more is written
         if self._drain is not None:
             self._drain.cancel()
 
@@ -302,7 +304,7 @@ class TelnetConnection(Connection):
 
     def _broken(self) -> None:
         self.close_reason = "client connection broke"
-        self._closing = True
+        self._closing = self._finished = True
         self._cancel_scope.cancel()
 
     def _start_drain(self, data: bytes) -> None:
