@@ -21,19 +21,29 @@ from trio_mud.transports.telnet import TelnetConnection
 from .helpers import Client, login, make_settings, start_server
 
 
-def task_count() -> int:
+def all_tasks() -> list[trio.lowlevel.Task]:
     """Every task in this run, from the root down."""
-    count = 0
+    found: list[trio.lowlevel.Task] = []
 
     def walk(task: trio.lowlevel.Task) -> None:
-        nonlocal count
-        count += 1
+        found.append(task)
         for nursery in task.child_nurseries:
             for child in nursery.child_tasks:
                 walk(child)
 
-    walk(trio.lowlevel.current_root_task())
-    return count
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    walk(root)
+    return found
+
+
+def tasks_running(qualname: str) -> list[trio.lowlevel.Task]:
+    """The tasks whose coroutine is ``qualname`` (``Portal._serve``, say)."""
+    return [
+        task
+        for task in all_tasks()
+        if getattr(getattr(task.coro, "cr_code", None), "co_qualname", None) == qualname
+    ]
 
 
 def telnet_connection(server: Server, name: str) -> TelnetConnection:
@@ -49,15 +59,17 @@ async def test_an_idle_telnet_connection_is_one_task(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, make_settings(tmp_path))
         ann = await login(server.telnet_port, "Ann")
-        await trio.testing.wait_all_tasks_blocked()
-        before = task_count()
         clients = [await Client.connect(server.telnet_port) for _ in range(20)]
         for client in clients:
             await client.welcome()
         bob = await login(server.telnet_port, "Bob")
         await ann.read_until("Bob has entered the game.")
         await trio.testing.wait_all_tasks_blocked()
-        assert task_count() == before + 21  # one task per connection, nothing else
+        # A socket's task runs its connection itself, with no task under it.
+        serving = tasks_running("Portal._serve")
+        assert len(serving) == 22
+        assert all(not task.child_nurseries for task in serving)
+        assert tasks_running("TelnetConnection._run_drain") == []
         nursery.cancel_scope.cancel()
     await bob.aclose()
 
@@ -74,8 +86,6 @@ async def test_a_slow_reader_gets_all_its_output_in_order(tmp_path: Path) -> Non
         await zed.welcome()
         await zed.send_line("create Zed correct horse")
         await ann.read_until("Zed has entered the game.")
-        await trio.testing.wait_all_tasks_blocked()
-        idle_tasks = task_count()
         conn = telnet_connection(server, "Zed")
         # Zed reads nothing now: Ann talks until Zed's output waits in a drain.
         speech = "blah " * 400
@@ -86,14 +96,14 @@ async def test_a_slow_reader_gets_all_its_output_in_order(tmp_path: Path) -> Non
                 await ann.command(f"say {said} {speech}", "You say")
         await ann.command(f"say {said + 1} the end", "You say")
         await trio.testing.wait_all_tasks_blocked()
-        assert task_count() == idle_tasks + 1  # the drain, waiting for Zed
+        assert len(tasks_running("TelnetConnection._run_drain")) == 1  # waiting for Zed
         # Zed reads again: every line, in order, and the drain is gone.
         heard = await zed.read_until(f'Ann says, "{said + 1} the end"')
         numbers = [int(line.split('"')[1].split()[0]) for line in heard if "Ann says" in line]
         assert numbers == list(range(1, said + 2))
         await trio.testing.wait_all_tasks_blocked()
         assert conn._drain is None
-        assert task_count() == idle_tasks
+        assert tasks_running("TelnetConnection._run_drain") == []
         await ann.command("say and after", "You say")
         await zed.read_until('Ann says, "and after"')
         nursery.cancel_scope.cancel()

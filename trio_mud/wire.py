@@ -310,9 +310,10 @@ def _from_array(raw: list[Any]) -> LinkMessage:
     if tag in ("I", "O", "B") and len(raw) == 6:
         args, kwargs, txid = _args_in(raw[3]), _kwargs_in(raw[4]), _int(raw[5])
         if tag == "B":
-            if type(raw[1]) is not list:
-                raise WireError("sessids must be a list")
-            sessids = tuple(_int(sessid) for sessid in raw[1])
+            # (the types looked at in C: a room's say names hundreds)
+            if type(raw[1]) is not list or not set(map(type, raw[1])) <= {int}:
+                raise WireError("sessids must be a list of whole numbers")
+            sessids = tuple(raw[1])
             return Broadcast(sessids, _str(raw[2]), args, kwargs, txid)
         kind = DataIn if tag == "I" else DataOut
         return kind(_int(raw[1]), _str(raw[2]), args, kwargs, txid)
