@@ -229,7 +229,7 @@ async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
                 if txid:
                     link.send_nowait(Done(txid, sessid))
             if data:
-                await stream.send_all(data)
+                await _write(stream, data)
         await stream.send_eof()  # retired: the child finishes and exits
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
@@ -237,6 +237,23 @@ async def _forward(link: PortalLink, stream: trio.SocketStream) -> None:
 
 #: Most messages one write on the link carries.
 _LINK_BATCH = 512
+
+
+async def _write(stream: trio.SocketStream, data: bytes) -> None:
+    """Write ``data`` on the link: at once as far as the socket takes it (the
+    common case, with no trip through the scheduler), then wait for the rest.
+
+    Raises:
+        trio.BrokenResourceError: the other side is gone.
+    """
+    try:
+        sent = os.write(stream.socket.fileno(), data)
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:
+        raise trio.BrokenResourceError(f"the link broke: {exc}") from exc
+    if sent < len(data):
+        await stream.send_all(data[sent:])
 
 
 async def _relay_stderr(process: trio.Process, tail: deque[str]) -> None:
@@ -359,7 +376,7 @@ class RemotePortal:
                 for message, exc in failed:
                     log.error("cannot send %s to the portal: %s", describe(message), exc)
                 if data:
-                    await self.stream.send_all(data)
+                    await _write(self.stream, data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
