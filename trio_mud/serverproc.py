@@ -34,6 +34,7 @@ import trio
 from .generations import PortalLink, queued_nowait
 from .logs import configure_server_process, record_from_line
 from .messages import (
+    Broadcast,
     Connect,
     DataIn,
     DataOut,
@@ -143,20 +144,26 @@ class ProcessStarter:
         reader = FrameReader()
         queued: deque[LinkMessage] = deque()
 
+        async def read_more() -> bool:
+            """Read once, queueing the messages; False when the link is closed."""
+            try:
+                data = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                data = b""  # reset: the process died
+            if not data:
+                return False
+            for item in reader.feed(data):
+                if isinstance(item, Undecodable):
+                    # A bug on the server's side; the link goes on.
+                    log.error("server process sent a frame we cannot read: %s", item.reason)
+                else:
+                    queued.append(item)
+            return True
+
         async def next_message() -> LinkMessage | None:
             while not queued:
-                try:
-                    data = await stream.receive_some(65536)
-                except trio.BrokenResourceError:
-                    data = b""  # reset: the process died
-                if not data:
+                if not await read_more():
                     return None
-                for item in reader.feed(data):
-                    if isinstance(item, Undecodable):
-                        # A bug on the server's side; the link goes on.
-                        log.error("server process sent a frame we cannot read: %s", item.reason)
-                    else:
-                        queued.append(item)
             return queued.popleft()
 
         def failure(what: str) -> ServerStartError:
@@ -179,17 +186,20 @@ class ProcessStarter:
         started = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_forward, link, stream)
-            while True:
-                message = await next_message()
-                if message is None:
-                    break
-                if isinstance(message, Connect | DataIn | Pause | Resume | Snapshot | Hello):
-                    log.warning("server process sent %s; ignored", describe(message))
-                    continue
-                link.send_nowait(message)
-                if isinstance(message, Loaded) and not started:
-                    started = True
-                    task_status.started()
+            while queued or await read_more():
+                batch = list(queued)
+                queued.clear()
+                for message in batch:
+                    kind = type(message)
+                    if kind is DataOut or kind is Done or kind is Broadcast:
+                        link.send_nowait(message)  # the bulk of what comes
+                    elif isinstance(message, Connect | DataIn | Pause | Resume | Snapshot | Hello):
+                        log.warning("server process sent %s; ignored", describe(message))
+                    else:
+                        link.send_nowait(message)
+                        if isinstance(message, Loaded) and not started:
+                            started = True
+                            task_status.started()
             nursery.cancel_scope.cancel()
         if not started:
             await process.wait()
@@ -370,8 +380,8 @@ class RemotePortal:
     async def _writer(self) -> None:
         try:
             async for first in self._out_recv:
-                # The handler may still be at work on a burst: let it finish.
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                # (The handler took everything queued for it before yielding,
+                # so its burst is all here.)
                 data, failed = encode_many([first, *queued_nowait(self._out_recv, _LINK_BATCH)])
                 for message, exc in failed:
                     log.error("cannot send %s to the portal: %s", describe(message), exc)
