@@ -192,6 +192,20 @@ def machine_ticks() -> tuple[int, int]:
     return user + nice + system, irq + softirq + steal
 
 
+def write_calls(pids: list[int]) -> dict[int, int]:
+    """Write system calls made so far (syscw of /proc/<pid>/io), by pid."""
+    calls = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/io") as file:
+                for line in file:
+                    if line.startswith("syscw:"):
+                        calls[pid] = int(line.split()[1])
+        except OSError:
+            pass
+    return calls
+
+
 def ticks_between(before: dict[int, int], after: dict[int, int]) -> int:
     """CPU ticks used between two readings (a process new since counts in full)."""
     return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
@@ -235,6 +249,11 @@ class Server:
         reading = tree_cpu(self.process.pid)
         self.descendants.update((pid, start) for pid, (_, start) in reading.items())
         return {pid: ticks for pid, (ticks, _) in reading.items()}
+
+    def writes(self) -> dict[int, int]:
+        """Write system calls of each process in the server's tree, by pid."""
+        assert self.process is not None
+        return write_calls(list(tree_cpu(self.process.pid)))
 
 
 @asynccontextmanager
@@ -470,6 +489,8 @@ class Phase:
     expected: int
     wall: float
     ticks: int
+    #: Write system calls of the server processes during the phase.
+    writes: int
     latencies: list[float]
     harness_cpu: float
     #: CPU seconds all processes on the machine used during the phase.
@@ -483,6 +504,10 @@ class Phase:
     @property
     def us_per_op(self) -> float:
         return self.ticks / CLK_TCK / max(self.operations, 1) * 1e6
+
+    @property
+    def writes_per_op(self) -> float:
+        return self.writes / max(self.operations, 1)
 
     @property
     def other_cpu(self) -> float:
@@ -538,6 +563,7 @@ async def say_phase(
                 latencies.append(time.perf_counter() - sent)
 
         before = server.cpu()
+        writes_before = server.writes()
         cpu_before = time.process_time()
         machine_before = machine_ticks()
         started = time.perf_counter()
@@ -548,6 +574,7 @@ async def say_phase(
             await totals.reached.wait()
         wall = time.perf_counter() - started
         after = server.cpu()
+        writes_after = server.writes()
         harness_cpu = time.process_time() - cpu_before
         machine_after = machine_ticks()
         machine_cpu = (machine_after[0] - machine_before[0]) / CLK_TCK
@@ -570,6 +597,7 @@ async def say_phase(
         expected=says * (size - 1),
         wall=wall,
         ticks=ticks_between(before, after),
+        writes=ticks_between(writes_before, writes_after),
         latencies=latencies,
         harness_cpu=harness_cpu,
         machine_cpu=machine_cpu,
@@ -609,6 +637,7 @@ async def look_phase(args: argparse.Namespace, server: Server, label: str, is_mu
                 latencies.append(time.perf_counter() - sent)
 
         before = server.cpu()
+        writes_before = server.writes()
         cpu_before = time.process_time()
         machine_before = machine_ticks()
         started = time.perf_counter()
@@ -618,6 +647,7 @@ async def look_phase(args: argparse.Namespace, server: Server, label: str, is_mu
                     playing.start_soon(play, client)
         wall = time.perf_counter() - started
         after = server.cpu()
+        writes_after = server.writes()
         harness_cpu = time.process_time() - cpu_before
         machine_after = machine_ticks()
         machine_cpu = (machine_after[0] - machine_before[0]) / CLK_TCK
@@ -634,6 +664,7 @@ async def look_phase(args: argparse.Namespace, server: Server, label: str, is_mu
         expected=size * commands,
         wall=wall,
         ticks=ticks_between(before, after),
+        writes=ticks_between(writes_before, writes_after),
         latencies=latencies,
         harness_cpu=harness_cpu,
         machine_cpu=machine_cpu,
@@ -724,7 +755,7 @@ def report(args: argparse.Namespace, results: Results) -> None:
     )
     header = (
         f"{'N':>5} {'mode':<9} {'server':<9} {'says':>6} {'delivered':>19} {'wall s':>7}"
-        f" {'deliv/s':>9} {'cpu s':>6} {'us/deliv':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'deliv/s':>9} {'cpu s':>6} {'us/deliv':>8} {'wr/deliv':>8} {'p50 ms':>7} {'p99 ms':>7}"
         f" {'setup s':>7} {'load cpu s':>10} {'other cpu s':>11} {'irq s':>5}"
     )
     print(header)
@@ -736,8 +767,8 @@ def report(args: argparse.Namespace, results: Results) -> None:
         print(
             f"{size:>5} {mode:<9} {'floor' if kind == 'floor' else 'trio_mud':<9} {says:>6}"
             f" {delivered:>19} {phase.wall:>7.2f} {phase.rate:>9.0f}"
-            f" {phase.ticks / CLK_TCK:>6.2f} {phase.us_per_op:>8.2f} {p50:>7.2f} {p99:>7.2f}"
-            f" {phase.setup_time:>7.1f} {phase.harness_cpu:>10.2f}"
+            f" {phase.ticks / CLK_TCK:>6.2f} {phase.us_per_op:>8.2f} {phase.writes_per_op:>8.3f}"
+            f" {p50:>7.2f} {p99:>7.2f} {phase.setup_time:>7.1f} {phase.harness_cpu:>10.2f}"
             f" {phase.other_cpu:>11.2f} {phase.irq_cpu:>5.2f}"
         )
     print()
@@ -747,7 +778,7 @@ def report(args: argparse.Namespace, results: Results) -> None:
     )
     header = (
         f"{'mode':<9} {'server':<9} {'commands':>15} {'wall s':>7} {'cmd/s':>8} {'cpu s':>6}"
-        f" {'us/cmd':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'setup s':>7}"
+        f" {'us/cmd':>8} {'wr/cmd':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'setup s':>7}"
         f" {'load cpu s':>10} {'other cpu s':>11} {'irq s':>5}"
     )
     print(header)
@@ -758,14 +789,16 @@ def report(args: argparse.Namespace, results: Results) -> None:
         print(
             f"{mode:<9} {'echo' if kind == 'floor' else 'trio_mud':<9} {commands:>15}"
             f" {phase.wall:>7.2f} {phase.rate:>8.0f} {phase.ticks / CLK_TCK:>6.2f}"
-            f" {phase.us_per_op:>8.2f} {p50:>7.2f} {p99:>7.2f} {worst:>7.2f}"
+            f" {phase.us_per_op:>8.2f} {phase.writes_per_op:>6.2f} {p50:>7.2f} {p99:>7.2f}"
+            f" {worst:>7.2f}"
             f" {phase.setup_time:>7.1f} {phase.harness_cpu:>10.2f}"
             f" {phase.other_cpu:>11.2f} {phase.irq_cpu:>5.2f}"
         )
     print(
         f"(server CPU from /proc/<pid>/stat in ticks of {tick_us:.0f} us, server processes only;"
-        " load cpu: this harness; other cpu: all other processes, irq: irq + softirq + steal,"
-        " from /proc/stat)"
+        " wr: write system calls of the server processes (syscw in /proc/<pid>/io) per delivery"
+        " or command; load cpu: this harness; other cpu: all other processes, irq: irq +"
+        " softirq + steal, from /proc/stat)"
     )
 
     print()
