@@ -164,6 +164,17 @@ async def login(
     return client
 
 
+async def ann_and_a_listener_who_stops_reading(port: int) -> tuple[Client, Client]:
+    """Ann, logged in, and Zed, whose socket buffers little (4 KiB) and who,
+    once he sees the room, reads nothing unless the test asks him to."""
+    ann = await login(port, "Ann")
+    zed = await Client.connect(port, rcvbuf=4096)
+    await zed.welcome()
+    await zed.send_line("create Zed correct horse")
+    await ann.read_until("Zed has entered the game.")
+    return ann, zed
+
+
 class MudClient(Client):
     """A scripted MUD client: answers TTYPE and NAWS, takes GMCP/MSDP/EOR/ECHO.
 

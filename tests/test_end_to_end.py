@@ -12,7 +12,13 @@ import trio
 from trio_mud import Server
 from trio_mud.transports.telnet import TelnetConnection
 
-from .helpers import Client, login, make_settings, start_server
+from .helpers import (
+    Client,
+    ann_and_a_listener_who_stops_reading,
+    login,
+    make_settings,
+    start_server,
+)
 
 
 async def test_two_players_talk_see_each_other_and_quit(server: Server) -> None:
@@ -109,11 +115,7 @@ async def test_a_client_that_never_reads_is_disconnected(tmp_path: Path) -> None
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, settings)
         port = server.telnet_port
-        ann = await login(port, "Ann")
-        sleeper = await Client.connect(port, rcvbuf=4096)
-        await sleeper.welcome()
-        await sleeper.send_line("create Zed correct horse")
-        await ann.read_until("Zed has entered the game.")
+        ann, _zed = await ann_and_a_listener_who_stops_reading(port)  # (kept open)
         # From here on Zed never reads. Ann talks a lot; every line goes to Zed.
         speech = "blah " * 1000
         with trio.fail_after(60):

@@ -18,7 +18,13 @@ from trio_mud import Server
 from trio_mud.messages import DataOut
 from trio_mud.transports.telnet import TelnetConnection
 
-from .helpers import Client, login, make_settings, start_server
+from .helpers import (
+    Client,
+    ann_and_a_listener_who_stops_reading,
+    login,
+    make_settings,
+    start_server,
+)
 
 
 def all_tasks() -> list[trio.lowlevel.Task]:
@@ -81,11 +87,7 @@ async def test_a_slow_reader_gets_all_its_output_in_order(tmp_path: Path) -> Non
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, settings)
         port = server.telnet_port
-        ann = await login(port, "Ann")
-        zed = await Client.connect(port, rcvbuf=4096)
-        await zed.welcome()
-        await zed.send_line("create Zed correct horse")
-        await ann.read_until("Zed has entered the game.")
+        ann, zed = await ann_and_a_listener_who_stops_reading(port)
         conn = telnet_connection(server, "Zed")
         # Zed reads nothing now: Ann talks until Zed's output waits in a drain.
         speech = "blah " * 400
@@ -123,11 +125,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_write_timeout(
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, settings)
         port = server.telnet_port
-        ann = await login(port, "Ann")
-        zed = await Client.connect(port, rcvbuf=4096)
-        await zed.welcome()
-        await zed.send_line("create Zed correct horse")
-        await ann.read_until("Zed has entered the game.")
+        ann, _zed = await ann_and_a_listener_who_stops_reading(port)
         speech = "blah " * 400
         with trio.fail_after(60):
             while "Zed" in [c.session.uname for c in server.portal.connections.values()]:

@@ -251,6 +251,32 @@ class TokenBucket:
         return self.tokens + (now - self.stamp) * self.rate >= self.burst
 
 
+class _Parking(Protocol):
+    """Something one task at a time waits on (an outbox, the write pump)."""
+
+    _waiter: trio.lowlevel.Task | None
+
+
+async def _park(owner: _Parking) -> None:
+    """Wait until :func:`_unpark` is called on ``owner`` (lighter than an Event,
+    and nothing to reset: every connection has an outbox)."""
+    owner._waiter = trio.lowlevel.current_task()
+
+    def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        owner._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def _unpark(owner: _Parking) -> None:
+    """Wake the task waiting on ``owner``, if there is one."""
+    waiter = owner._waiter
+    if waiter is not None:
+        owner._waiter = None
+        trio.lowlevel.reschedule(waiter)
+
+
 class Flush:
     """Tells the writer to send what the protocol has queued."""
 
@@ -280,10 +306,7 @@ class Outbox:
         if len(self._items) >= self.limit:
             return False
         self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            trio.lowlevel.reschedule(waiter)
+        _unpark(self)
         return True
 
     @property
@@ -298,13 +321,7 @@ class Outbox:
     async def get_all(self) -> list[Outgoing]:
         """Everything queued, waiting until there is something (one reader only)."""
         if not self._items:
-            self._waiter = trio.lowlevel.current_task()
-
-            def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-                self._waiter = None
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            await _park(self)
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
         items, self._items = self._items, []
@@ -338,10 +355,7 @@ class WritePump:
     def schedule(self, conn: Connection) -> None:
         """Have ``conn.flush()`` called soon (call once until it is)."""
         self._ready.append(conn)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            trio.lowlevel.reschedule(waiter)
+        _unpark(self)
 
     def start_drain(self, drain: Callable[[], Awaitable[None]]) -> None:
         """Run a connection's drain (a write that must wait) in the pump's nursery."""
@@ -356,13 +370,7 @@ class WritePump:
             task_status.started()
             while True:
                 if not self._ready:
-                    self._waiter = trio.lowlevel.current_task()
-
-                    def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-                        self._waiter = None
-                        return trio.lowlevel.Abort.SUCCEEDED
-
-                    await trio.lowlevel.wait_task_rescheduled(abort)
+                    await _park(self)
                 # Let whatever else is ready run once (the rest of a burst of
                 # output may be on its way): then one write carries it all.
                 await trio.lowlevel.checkpoint()
