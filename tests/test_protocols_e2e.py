@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import trio
+import trio.testing
 
 from trio_mud import Server
 from trio_mud.protocols.telnet import DO, GA, IAC, WILL, WONT, Opt
@@ -254,6 +256,21 @@ async def test_keepalive_nop_when_output_is_quiet(tmp_path: Path) -> None:
         server = await start_server(nursery, make_settings(tmp_path, telnet_keepalive=0.05))
         client = Client(await trio.open_tcp_stream("127.0.0.1", server.telnet_port))
         await client.welcome()
+        with trio.fail_after(10):
+            while bytes((IAC, 241)) not in client.raw.split(b"=====")[-1]:
+                await client._receive()
+        nursery.cancel_scope.cancel()
+
+
+async def test_keepalive_turned_on_by_new_settings_starts_at_once(tmp_path: Path) -> None:
+    """The sweeper was asleep for up to a minute; new settings wake it."""
+    async with trio.open_nursery() as nursery:
+        settings = make_settings(tmp_path, idle_timeout=0)
+        server = await start_server(nursery, settings)
+        client = Client(await trio.open_tcp_stream("127.0.0.1", server.telnet_port))
+        await client.welcome()
+        await trio.testing.wait_all_tasks_blocked()  # the sweeper sleeps its minute
+        server.portal.settings = attrs.evolve(settings, telnet_keepalive=0.05)
         with trio.fail_after(10):
             while bytes((IAC, 241)) not in client.raw.split(b"=====")[-1]:
                 await client._receive()

@@ -166,3 +166,58 @@ async def test_output_for_a_finished_connection_never_reaches_a_later_socket(
         await second.read_until("shows this screen again")
         assert "meant for the first" not in second.history
         nursery.cancel_scope.cancel()
+
+
+async def fill_a_drain(server: Server, ann: Client) -> TelnetConnection:
+    """Ann talks until Zed's output waits in a drain (Zed reads nothing)."""
+    conn = telnet_connection(server, "Zed")
+    speech = "blah " * 400
+    with trio.fail_after(60):
+        while conn._drain is None:
+            await ann.command(f"say {speech}", "You say")
+    return conn
+
+
+async def test_closing_without_last_words_while_output_waits_ends_the_connection(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        tmp_path, mccp=False, max_output_queue=100_000, max_command_rate=1e6,
+        command_rate_burst=10**6,
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        ann, zed = await ann_and_a_listener_who_stops_reading(server.telnet_port)
+        conn = await fill_a_drain(server, ann)
+        conn.close("")  # nothing more to say: the drain has only the end to write
+        await zed.read_until_closed()  # Zed reads everything, and the server hangs up
+        with trio.fail_after(10):
+            await server.portal.wait_connections_below(2)
+        await ann.read_until("Zed has left the game.")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_rendering_error_while_output_waits_ends_that_connection_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(
+        tmp_path, max_output_queue=100_000, max_command_rate=1e6, command_rate_burst=10**6
+    )
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        ann, zed = await ann_and_a_listener_who_stops_reading(server.telnet_port)
+        await fill_a_drain(server, ann)
+        original = TelnetConnection._encode_text
+
+        def encode_text(self: TelnetConnection, text: str) -> bytes:
+            if self.session.uname == "Zed":
+                raise ValueError("a bug met while rendering for Zed")
+            return original(self, text)
+
+        monkeypatch.setattr(TelnetConnection, "_encode_text", encode_text)
+        await ann.command("say this one Zed's drain renders", "You say")
+        await zed.read_until_closed()  # what was rendered, then the end
+        await ann.read_until("Zed has left the game.")
+        await ann.command("look", "Exits:")  # the pump, and the portal, carry on
+        assert "a bug met while rendering for Zed" in caplog.text
+        nursery.cancel_scope.cancel()

@@ -194,6 +194,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
 
 
+#: What became of a message given to a handler (see Generations._send_to).
+_SENT, _KEPT, _TAKEN_BACK = "sent", "kept", "taken back"
+
+
 def _numbered(message: PortalMessage, txid: int) -> PortalMessage:
     """``message`` as sent to a handler: with its txid (what attrs.evolve does, cheaper)."""
     if type(message) is DataIn:
@@ -309,7 +313,7 @@ class Generations:
         """
         gen = self._gen
         if self._live and gen is not None and not conn.pending:
-            if not await self._send_to(gen, conn, message):
+            if await self._send_to(gen, conn, message) is _KEPT:
                 conn.pending.insert(0, message)
                 self._mark_ready(conn)
         else:
@@ -337,9 +341,17 @@ class Generations:
             self._ready.append(conn)
         self._wakeup.unpark_all()
 
-    async def _send_to(self, gen: _Generation, conn: Connection, message: PortalMessage) -> bool:
-        """Give ``message`` to ``gen``, numbered; False if that handler is gone."""
+    async def _send_to(self, gen: _Generation, conn: Connection, message: PortalMessage) -> str:
+        """Give ``message`` to ``gen``, numbered.
+
+        Returns :data:`_SENT`; :data:`_KEPT` when that handler is gone and
+        the message was not given (the caller still holds it); or
+        :data:`_TAKEN_BACK` when the handler was lost while the send waited,
+        and the message went back to the session's queue with the rest of
+        what that handler had in hand (the caller must not queue it again).
+        """
         txid = next(self._txids)
+        # In hand before the send: the handler may answer before we resume.
         self._inflight[txid] = (conn, message, time.monotonic())
         if isinstance(message, Connect):
             conn.introduced = True
@@ -353,10 +365,14 @@ class Generations:
             except trio.WouldBlock:
                 await gen.send.send(numbered)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._inflight.pop(txid, None)
+            if self._inflight.pop(txid, None) is None:
+                return _TAKEN_BACK  # by _generation_lost, while the send waited
             self._generation_lost(gen, "its input channel closed")
-            return False
-        return True
+            return _KEPT
+        except trio.Cancelled:
+            self._inflight.pop(txid, None)  # a cancelled send sent nothing
+            raise
+        return _SENT
 
     async def _pump(self) -> None:
         """Feed queued input to the live handler, a message per session in turn."""
@@ -366,9 +382,18 @@ class Generations:
                 self._ready_ids.discard(conn.session.sessid)
                 if not conn.pending:
                     continue
-                if await self._send_to(self._gen, conn, conn.pending[0]):
+                message = conn.pending[0]
+                outcome = await self._send_to(self._gen, conn, message)
+                if outcome is _SENT:
                     del conn.pending[0]
                     conn.told_input_dropped = False
+                elif outcome is _TAKEN_BACK:
+                    # Back among what the lost handler had in hand, at the
+                    # front: the copy where it was (the last) goes.
+                    for index in range(len(conn.pending) - 1, -1, -1):
+                        if conn.pending[index] is message:
+                            del conn.pending[index]
+                            break
                 else:
                     await trio.lowlevel.checkpoint()  # never spin on a handler that is gone
                 if conn.pending:

@@ -140,6 +140,8 @@ class Portal:
     """
 
     def __init__(self, settings: Settings, *, starter: Starter | None = None) -> None:
+        #: The sweeper waits here too: new settings may change its interval.
+        self._settings_changed = trio.lowlevel.ParkingLot()
         self.settings = settings
         self.starter = starter
         self._connections: dict[int, Connection] = {}
@@ -243,6 +245,16 @@ class Portal:
     def connections(self) -> Mapping[int, Connection]:
         """The connections open now, by sessid."""
         return self._connections
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a reload may replace them)."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = settings
+        self._settings_changed.unpark_all()
 
     def route(self, message: DataOut | Broadcast | Disconnect | SessionUpdate) -> None:
         """Deliver a handler's message (what :meth:`send_nowait` does)."""
@@ -424,8 +436,8 @@ class Portal:
 
         One task looks at every connection now and then (a tenth of the idle
         timeout, half the keepalive interval, at most a minute apart), instead
-        of a timer on every connection. The intervals follow a reload's
-        settings.
+        of a timer on every connection. New settings (a reload's) take effect
+        at once.
         """
         while True:
             settings = self.settings
@@ -434,7 +446,9 @@ class Portal:
                 interval = min(interval, settings.idle_timeout / 10)
             if settings.telnet_keepalive:
                 interval = min(interval, settings.telnet_keepalive / 2)
-            await trio.sleep(interval)
+            with trio.move_on_after(interval):
+                await self._settings_changed.park()
+                continue  # new settings: work the interval out again
             now = trio.current_time()
             for conn in list(self._connections.values()):
                 conn.tick(now)

@@ -153,7 +153,7 @@ def _flat(value: dict[Any, Any]) -> bool:
 def _to_json(value: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise WireError(f"a value nested deeper than {MAX_DEPTH} levels")
-    if type(value) is dict and _flat(value):
+    if depth < MAX_DEPTH and type(value) is dict and _flat(value):
         return value  # read by the encoder only, never changed
     if isinstance(value, dict):
         if all(isinstance(key, str) for key in value) and set(value) != {_ITEMS}:

@@ -391,9 +391,10 @@ class WritePump:
 class Connection:
     """One client connection, whatever its transport: session and queues.
 
-    Subclasses own the transport (telnet here, WebSocket in
-    :mod:`trio_mud.websocket`): they run a reader and a single writer that
-    drains the outbox.
+    Subclasses own the transport (:mod:`trio_mud.transports.telnet`,
+    :mod:`trio_mud.transports.websocket`, ...): they run a reader, and either
+    a single writer task that drains the outbox or, for telnet, a
+    :meth:`flush` that the portal's :class:`WritePump` calls.
     """
 
     protocol_key = "telnet"

@@ -1,9 +1,11 @@
 """Telnet connections: the MUD telnet protocols over a TCP stream.
 
-A :class:`TelnetConnection` runs a reader (bytes -> :class:`MudTelnet`
-events -> checked input for the handler) and a single writer (the outbox ->
-rendered, encoded, maybe compressed bytes), in one nursery under one cancel
-scope. The portal's accept loop runs one per admitted socket.
+A :class:`TelnetConnection` is one task, its reader (bytes ->
+:class:`MudTelnet` events -> checked input for the handler), under one
+cancel scope. Its output (the outbox -> rendered, encoded, maybe compressed
+bytes) is written by the portal's :class:`~.connection.WritePump`, or by a
+drain task while a write waits for the client. The portal's accept loop runs
+one per admitted socket.
 
 Error handling:
     A client that breaks a telnet limit is sent the reason and closed; a
@@ -315,7 +317,7 @@ class TelnetConnection(Connection):
     async def _run_drain(self, data: bytes) -> None:
         """Write ``data`` and then whatever is queued meanwhile, each write
         within ``write_timeout`` (a stalled client is dropped); end when all
-        is written."""
+        is written (after the last words, end the connection too)."""
         scope = self._drain
         assert scope is not None and self._drained is not None
         deadline = math.inf
@@ -332,22 +334,21 @@ class TelnetConnection(Connection):
                     self.sent += len(data)
                     self.last_output = trio.current_time()
                     if self._final:
-                        self._cancel_scope.cancel()  # the last words are out
-                        return
+                        break
                     data = self._take_output()
+                if self._final:
+                    # The last words are out (perhaps there were none left).
+                    self._cancel_scope.cancel()
             if scope.cancelled_caught and trio.current_time() >= deadline:
                 self.abort(f"one write took over {self.settings.write_timeout:g} s: client stalled")
+        except Exception:
+            # Rendering is the game's output meeting this client: a bug there
+            # ends this connection, never the pump that runs every drain.
+            log.exception("sessid %d: connection failed while writing", self.session.sessid)
+            self.abort("internal error")
         finally:
             self._drain = None
             self._drained.set()
-
-    def traffic(self) -> tuple[int, int, int, int]:
-        return (
-            self.received,
-            self.sent,
-            self.protocol.telnet.plain_received,
-            self.protocol.plain_sent,
-        )
 
     # -- output rendering --------------------------------------------------------------
 
