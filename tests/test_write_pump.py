@@ -221,3 +221,41 @@ async def test_a_rendering_error_while_output_waits_ends_that_connection_only(
         await ann.command("look", "Exits:")  # the pump, and the portal, carry on
         assert "a bug met while rendering for Zed" in caplog.text
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_hangs_up_while_output_waits_leaves_cleanly(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, max_output_queue=100_000, max_command_rate=1e6, command_rate_burst=10**6
+    )
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, settings)
+        ann, zed = await ann_and_a_listener_who_stops_reading(server.telnet_port)
+        conn = await fill_a_drain(server, ann)
+        await zed.aclose()  # gone, with our output still on its way
+        with trio.fail_after(10):
+            await server.portal.wait_connections_below(2)
+        await ann.read_until("Zed has left the game.")
+        assert conn._drain is None
+        assert tasks_running("TelnetConnection._run_drain") == []
+        await ann.command("look", "Exits:")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_shutdown_with_output_waiting_for_a_stalled_client_ends(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        shutdown_grace=0.5,
+        max_output_queue=100_000,
+        max_command_rate=1e6,
+        command_rate_burst=10**6,
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await start_server(nursery, settings)
+            ann, _zed = await ann_and_a_listener_who_stops_reading(server.telnet_port)
+            await fill_a_drain(server, ann)
+            server.shutdown()
+            # Ann is told goodbye; Zed, who reads nothing, is dropped after
+            # the grace period, and the server's run ends by itself.
+            assert "The server is shutting down. Goodbye!" in await ann.read_until_closed()
+    assert server.portal.connections == {}
