@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from trio_mud import Server
+from trio_mud import Server, Settings
 from trio_mud.messages import DataOut
 from trio_mud.transports.telnet import TelnetConnection
 
@@ -61,6 +62,14 @@ def telnet_connection(server: Server, name: str) -> TelnetConnection:
     raise AssertionError(f"{name} is not connected")
 
 
+def talkative(tmp_path: Path, **more: Any) -> Settings:
+    """Settings where Ann may talk as fast as the server answers (no command
+    rate) and output waits in a drain rather than filling the queue."""
+    return make_settings(
+        tmp_path, max_output_queue=100_000, max_command_rate=1e6, command_rate_burst=10**6, **more
+    )
+
+
 async def test_an_idle_telnet_connection_is_one_task(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, make_settings(tmp_path))
@@ -81,9 +90,7 @@ async def test_an_idle_telnet_connection_is_one_task(tmp_path: Path) -> None:
 
 
 async def test_a_slow_reader_gets_all_its_output_in_order(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path, max_output_queue=100_000, max_command_rate=1e6, command_rate_burst=10**6
-    )
+    settings = talkative(tmp_path)
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, settings)
         port = server.telnet_port
@@ -115,13 +122,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_write_timeout(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The queue is never full here: the write that waits is what times out.
-    settings = make_settings(
-        tmp_path,
-        write_timeout=0.5,
-        max_output_queue=100_000,
-        max_command_rate=1e6,  # Ann types as fast as the server answers
-        command_rate_burst=10**6,
-    )
+    settings = talkative(tmp_path, write_timeout=0.5)
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, settings)
         port = server.telnet_port
@@ -181,10 +182,7 @@ async def fill_a_drain(server: Server, ann: Client) -> TelnetConnection:
 async def test_closing_without_last_words_while_output_waits_ends_the_connection(
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(
-        tmp_path, mccp=False, max_output_queue=100_000, max_command_rate=1e6,
-        command_rate_burst=10**6,
-    )  # fmt: skip
+    settings = talkative(tmp_path, mccp=False)
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, settings)
         ann, zed = await ann_and_a_listener_who_stops_reading(server.telnet_port)
@@ -200,9 +198,7 @@ async def test_closing_without_last_words_while_output_waits_ends_the_connection
 async def test_a_rendering_error_while_output_waits_ends_that_connection_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = make_settings(
-        tmp_path, max_output_queue=100_000, max_command_rate=1e6, command_rate_burst=10**6
-    )
+    settings = talkative(tmp_path)
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, settings)
         ann, zed = await ann_and_a_listener_who_stops_reading(server.telnet_port)
@@ -224,9 +220,7 @@ async def test_a_rendering_error_while_output_waits_ends_that_connection_only(
 
 
 async def test_a_client_that_hangs_up_while_output_waits_leaves_cleanly(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path, max_output_queue=100_000, max_command_rate=1e6, command_rate_burst=10**6
-    )
+    settings = talkative(tmp_path)
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, settings)
         ann, zed = await ann_and_a_listener_who_stops_reading(server.telnet_port)
@@ -242,13 +236,7 @@ async def test_a_client_that_hangs_up_while_output_waits_leaves_cleanly(tmp_path
 
 
 async def test_a_shutdown_with_output_waiting_for_a_stalled_client_ends(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path,
-        shutdown_grace=0.5,
-        max_output_queue=100_000,
-        max_command_rate=1e6,
-        command_rate_burst=10**6,
-    )
+    settings = talkative(tmp_path, shutdown_grace=0.5)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             server = await start_server(nursery, settings)
