@@ -242,6 +242,14 @@ async def test_mccp2_stream_ends_cleanly_on_quit(server: Server) -> None:
     assert mud.mccp_finished  # Z_FINISH: a complete zlib stream, then the close
 
 
+async def test_traffic_counts_mccp2_output_before_and_after_compression(server: Server) -> None:
+    mud = await mud_login(server.telnet_port, "Ann", client=Compressing)
+    await mud.command("look", "Exits:")
+    wire_in, wire_out, plain_in, plain_out = server.portal.traffic()["telnet"]
+    assert plain_in == wire_in  # nothing compressed on the way in
+    assert plain_out > wire_out > 0  # the room compresses
+
+
 async def test_mccp2_stream_ends_cleanly_on_shutdown(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, make_settings(tmp_path))

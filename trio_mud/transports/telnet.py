@@ -233,6 +233,14 @@ class TelnetConnection(Connection):
             text = data.decode("utf-8", errors="replace")
         await self._handle_text(text)
 
+    def traffic(self) -> tuple[int, int, int, int]:
+        return (
+            self.received,
+            self.sent,
+            self.protocol.telnet.plain_received,
+            self.protocol.plain_sent,
+        )
+
     # -- writing -----------------------------------------------------------------------
 
     def _output_queued(self) -> None:
