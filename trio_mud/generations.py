@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import enum
 import itertools
 import logging
 import time
@@ -194,8 +195,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
 
 
-#: What became of a message given to a handler (see Generations._send_to).
-_SENT, _KEPT, _TAKEN_BACK = "sent", "kept", "taken back"
+class _Given(enum.Enum):
+    """What became of a message given to a handler (see Generations._send_to)."""
+
+    SENT = "sent"
+    KEPT = "kept"  # not given: the caller still holds it
+    TAKEN_BACK = "taken back"  # the handler was lost; it is queued again already
 
 
 def _numbered(message: PortalMessage, txid: int) -> PortalMessage:
@@ -203,6 +208,19 @@ def _numbered(message: PortalMessage, txid: int) -> PortalMessage:
     if type(message) is DataIn:
         return DataIn(message.sessid, message.cmdname, message.args, message.kwargs, txid)
     return attrs.evolve(message, txid=txid)
+
+
+async def send_in_turn(channel: trio.MemorySendChannel[Any], value: Any) -> None:
+    """Send ``value``, waiting only while ``channel`` is full.
+
+    No checkpoint while there is room: the link's readers pass on a whole
+    read at once and checkpoint once per read; a yield per message was most
+    of their cost. Waiting senders are served in order, so order is kept.
+    """
+    try:
+        channel.send_nowait(value)
+    except trio.WouldBlock:
+        await channel.send(value)
 
 
 def queued_nowait(channel: trio.MemoryReceiveChannel[Any], most: int) -> list[Any]:
@@ -313,7 +331,7 @@ class Generations:
         """
         gen = self._gen
         if self._live and gen is not None and not conn.pending:
-            if await self._send_to(gen, conn, message) is _KEPT:
+            if await self._send_to(gen, conn, message) is _Given.KEPT:
                 conn.pending.insert(0, message)
                 self._mark_ready(conn)
         else:
@@ -341,12 +359,12 @@ class Generations:
             self._ready.append(conn)
         self._wakeup.unpark_all()
 
-    async def _send_to(self, gen: _Generation, conn: Connection, message: PortalMessage) -> str:
+    async def _send_to(self, gen: _Generation, conn: Connection, message: PortalMessage) -> _Given:
         """Give ``message`` to ``gen``, numbered.
 
-        Returns :data:`_SENT`; :data:`_KEPT` when that handler is gone and
+        Returns :attr:`_Given.SENT`; :attr:`_Given.KEPT` when that handler is gone and
         the message was not given (the caller still holds it); or
-        :data:`_TAKEN_BACK` when the handler was lost while the send waited,
+        :attr:`_Given.TAKEN_BACK` when the handler was lost while the send waited,
         and the message went back to the session's queue with the rest of
         what that handler had in hand (the caller must not queue it again).
         """
@@ -357,22 +375,16 @@ class Generations:
             conn.introduced = True
         numbered = _numbered(message, txid)
         try:
-            try:
-                # Without a checkpoint while there is room: the caller (a
-                # reader with a whole read to pass on, the pump) checkpoints
-                # often enough, and a yield per message is most of its cost.
-                gen.send.send_nowait(numbered)
-            except trio.WouldBlock:
-                await gen.send.send(numbered)
+            await send_in_turn(gen.send, numbered)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             if self._inflight.pop(txid, None) is None:
-                return _TAKEN_BACK  # by _generation_lost, while the send waited
+                return _Given.TAKEN_BACK  # by _generation_lost, while the send waited
             self._generation_lost(gen, "its input channel closed")
-            return _KEPT
+            return _Given.KEPT
         except trio.Cancelled:
             self._inflight.pop(txid, None)  # a cancelled send sent nothing
             raise
-        return _SENT
+        return _Given.SENT
 
     async def _pump(self) -> None:
         """Feed queued input to the live handler, a message per session in turn."""
@@ -384,10 +396,10 @@ class Generations:
                     continue
                 message = conn.pending[0]
                 outcome = await self._send_to(self._gen, conn, message)
-                if outcome is _SENT:
+                if outcome is _Given.SENT:
                     del conn.pending[0]
                     conn.told_input_dropped = False
-                elif outcome is _TAKEN_BACK:
+                elif outcome is _Given.TAKEN_BACK:
                     # Back among what the lost handler had in hand, at the
                     # front: the copy where it was (the last) goes.
                     for index in range(len(conn.pending) - 1, -1, -1):

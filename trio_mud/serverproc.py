@@ -31,7 +31,7 @@ from typing import Any
 import cattrs
 import trio
 
-from .generations import PortalLink, queued_nowait
+from .generations import PortalLink, queued_nowait, send_in_turn
 from .logs import configure_server_process, record_from_line
 from .messages import (
     Broadcast,
@@ -355,11 +355,7 @@ class RemotePortal:
                         self._snapshot = message
                         self._got_snapshot.set()
                     else:
-                        # One checkpoint per read (receive_some's), not per message.
-                        try:
-                            self._in_send.send_nowait(message)  # type: ignore[arg-type]
-                        except trio.WouldBlock:
-                            await self._in_send.send(message)  # type: ignore[arg-type]
+                        await send_in_turn(self._in_send, message)
 
     def _unreadable(self, frame: Undecodable) -> None:
         """A frame from the portal this process cannot read: that message's error only.
