@@ -124,6 +124,25 @@ async def test_parsers_and_permissions_in_a_fake_session(fake_session: Any) -> N
     assert session.texts[-1] == "the secret"
 
 
+async def test_a_command_added_to_a_set_is_found_at_once(fake_session: Any) -> None:
+    """Each add makes a new set; a new set can land where a freed one was, so
+    the table cache must not know sets by an id alone."""
+
+    def make(key: str) -> Command:
+        @command(key)
+        def run(ctx: Context, args: str) -> None:
+            ctx.msg(key)
+
+        return run
+
+    commands = Commands([CommandSet("main", [make("c0")])], default=["main"])
+    session: FakeSession = fake_session()
+    for n in range(1, 50):
+        assert commands.find(session, f"c{n - 1}") is not None  # cached now
+        commands.add("main", make(f"c{n}"))
+        assert commands.find(session, f"c{n}") is not None
+
+
 # -- options ------------------------------------------------------------------------------
 
 

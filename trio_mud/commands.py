@@ -197,7 +197,7 @@ class Commands:
         self.default = default
         self._permissions = permissions or _account_permissions
         #: Merged tables by (sets, permissions): see :meth:`available`.
-        self._tables: dict[Any, dict[str, tuple[Command, bool]]] = {}
+        self._tables: dict[Any, tuple[dict[str, tuple[Command, bool]], tuple[CommandSet, ...]]] = {}
 
     def add(self, set_name: str, cmd: Command) -> None:
         """Add ``cmd`` to the set ``set_name`` (replacing one of the same key)."""
@@ -244,21 +244,24 @@ class Commands:
         Kept per combination of sets and permissions (a set replaced in
         :attr:`sets` is a new combination), so a command costs a lookup.
         """
-        stack = tuple((name, id(self.sets[name])) for name in self.sets_of(session))
-        key = (stack, frozenset(self._permissions(session)))
-        table = self._tables.get(key)
-        if table is None:
-            merged: dict[str, tuple[Command, bool]] = {}
-            for name, _ in stack:
-                self.sets[name].merged_into(merged)
-            table = {
-                name: entry
-                for name, entry in merged.items()
-                if self.has_permission(session, entry[0].permission)
-            }
-            if len(self._tables) > 256:
-                self._tables.clear()
-            self._tables[key] = table
+        sets = tuple(self.sets[name] for name in self.sets_of(session))
+        # Sets by identity (hashing one hashes all its commands); the cache
+        # keeps them alive, so an id in a key is never another set's.
+        key = (tuple(map(id, sets)), frozenset(self._permissions(session)))
+        cached = self._tables.get(key)
+        if cached is not None:
+            return cached[0]
+        merged: dict[str, tuple[Command, bool]] = {}
+        for command_set in sets:
+            command_set.merged_into(merged)
+        table = {
+            name: entry
+            for name, entry in merged.items()
+            if self.has_permission(session, entry[0].permission)
+        }
+        if len(self._tables) > 256:
+            self._tables.clear()
+        self._tables[key] = (table, sets)
         return table
 
     def find(self, session: ServerSession, word: str) -> Command | None:
