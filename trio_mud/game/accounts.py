@@ -80,9 +80,7 @@ class Passwords:
         if stored_hash is None:
             async with self._dummy_lock:  # made once, by the first who needs it
                 if self._dummy_hash is None:
-                    self._dummy_hash = await self.hash(
-                        "not a password anyone can type\x00", address
-                    )
+                    self._dummy_hash = await self.hash(_NOT_A_PASSWORD, address)
             await self._run(address, self._verify, self._dummy_hash, password)
             return False
         return await self._run(address, self._verify, stored_hash, password)
