@@ -118,6 +118,20 @@ async def test_a_slow_reader_gets_all_its_output_in_order(tmp_path: Path) -> Non
         nursery.cancel_scope.cancel()
 
 
+async def fill_a_drain(server: Server, ann: Client) -> TelnetConnection:
+    """Ann talks until Zed's output waits in a drain that stays (Zed reads
+    nothing): once everything else has settled, it is still waiting."""
+    conn = telnet_connection(server, "Zed")
+    speech = "blah " * 400
+    with trio.fail_after(60):
+        while True:
+            await ann.command(f"say {speech}", "You say")
+            if conn._drain is not None:
+                await trio.testing.wait_all_tasks_blocked()
+                if conn._drain is not None:
+                    return conn
+
+
 async def test_a_client_that_stops_reading_is_dropped_after_write_timeout(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -127,12 +141,10 @@ async def test_a_client_that_stops_reading_is_dropped_after_write_timeout(
         server = await start_server(nursery, settings)
         port = server.telnet_port
         ann, _zed = await ann_and_a_listener_who_stops_reading(port)
-        speech = "blah " * 400
-        with trio.fail_after(60):
-            while "Zed" in [c.session.uname for c in server.portal.connections.values()]:
-                await ann.command(f"say {speech}", "You say")
-        if "Zed has left the game." not in ann.history:  # (a say's answer may have passed it)
-            await ann.read_until("Zed has left the game.")
+        await fill_a_drain(server, ann)
+        with trio.fail_after(10):  # the write times out by itself
+            await server.portal.wait_connections_below(2)
+        await ann.read_until("Zed has left the game.")
         assert "one write took over 0.5 s: client stalled" in caplog.text
         assert server.portal.statistics().slow_client_disconnects == 0  # not the queue
         await ann.command("look", "Exits:")
@@ -169,16 +181,6 @@ async def test_output_for_a_finished_connection_never_reaches_a_later_socket(
         nursery.cancel_scope.cancel()
 
 
-async def fill_a_drain(server: Server, ann: Client) -> TelnetConnection:
-    """Ann talks until Zed's output waits in a drain (Zed reads nothing)."""
-    conn = telnet_connection(server, "Zed")
-    speech = "blah " * 400
-    with trio.fail_after(60):
-        while conn._drain is None:
-            await ann.command(f"say {speech}", "You say")
-    return conn
-
-
 async def test_closing_without_last_words_while_output_waits_ends_the_connection(
     tmp_path: Path,
 ) -> None:
@@ -188,6 +190,8 @@ async def test_closing_without_last_words_while_output_waits_ends_the_connection
         ann, zed = await ann_and_a_listener_who_stops_reading(server.telnet_port)
         conn = await fill_a_drain(server, ann)
         conn.close("")  # nothing more to say: the drain has only the end to write
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn._drain is not None  # so the drain, not the pump, takes the end
         await zed.read_until_closed()  # Zed reads everything, and the server hangs up
         with trio.fail_after(10):
             await server.portal.wait_connections_below(2)
