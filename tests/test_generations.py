@@ -17,18 +17,18 @@ from trio_mud.messages import DataIn, Loaded
 from trio_mud.settings import Settings
 
 
-class FakeSession:
+class StubSession:
     sessid = 7
 
     def get_sync_data(self) -> dict[str, Any]:
         return {}
 
 
-class FakeConnection:
+class StubConnection:
     """What Generations touches of a connection."""
 
     def __init__(self) -> None:
-        self.session = FakeSession()
+        self.session = StubSession()
         self.pending: list[Any] = []
         self.introduced = True
         self.known = True
@@ -39,8 +39,8 @@ class FakeConnection:
         self.sent.append(message)
 
 
-class FakePortal:
-    def __init__(self, conn: FakeConnection) -> None:
+class StubPortal:
+    def __init__(self, conn: StubConnection) -> None:
         self.connections = {conn.session.sessid: conn}
 
     def route(self, message: Any) -> None:
@@ -58,8 +58,8 @@ async def lose_the_handler_while_a_send_waits(*, queued: bool) -> list[str]:
     """The handler's channel holds one message and is full; a second waits to
     go in (sent by the reader itself, or by the pump from the session's queue
     when ``queued``) when the handler is lost. What is queued for the next?"""
-    conn = FakeConnection()
-    generations = Generations(Settings(inbound_queue_size=1), FakePortal(conn))  # type: ignore[arg-type]
+    conn = StubConnection()
+    generations = Generations(Settings(inbound_queue_size=1), StubPortal(conn))  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         await nursery.start(generations.run)
         link = await generations.attach()

@@ -356,6 +356,8 @@ class _SlowStore:
 
     async def write_attributes(self, changes: dict[tuple[str, str], str | None]) -> None:
         self.attempts += 1
+        if self.attempts > 50:  # retried without a pause: fail now, not at the test timeout
+            raise KeyboardInterrupt("write retried 50 times")  # (not caught as a failed write)
         if self.failing:
             raise OSError("disk full")
         await self.go.wait()

@@ -185,7 +185,9 @@ class Harbour(HandlerHooks):
         self.settings = settings
         self.attributes = Attributes(store)
         self.handler: Handler | None = None
-        options = option_command(self.attributes, owner=self.fisher_of)
+        options = option_command(
+            self.attributes, encodings=settings.encodings, owner=self.fisher_of
+        )
         town = CommandSet("town", [look, go, say, fish, creel, quit_, options], prefixes=False)
         self.commands = Commands(
             [CommandSet("arrival", [connect, quit_]), town, CommandSet("market", [sell])],
@@ -262,7 +264,9 @@ class Harbour(HandlerHooks):
         log.info("sessid %d: %s is fishing", session.sessid, name)
         session.msg(f"Welcome, {name}.")
         self.tell_room(self.room_of(session), f"{name} arrives.", session)
-        await restore(self.attributes, session, owner=self.fisher_of)  # saved options
+        await restore(  # saved options
+            self.attributes, session, encodings=self.settings.encodings, owner=self.fisher_of
+        )
         self.show_room(session)
         self.send_status(session)
 

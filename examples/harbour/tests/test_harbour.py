@@ -135,9 +135,11 @@ async def test_the_web_client_fishes_too(mud_server: Server, websocket_client: A
     assert "1 fish" in args[0]
 
 
-async def test_one_command_without_sockets(tmp_path: Path, fake_session: Any) -> None:
+async def test_one_command_without_sockets(
+    tmp_path: Path, fake_session: Any, mud_settings: Settings
+) -> None:
     async with Store.open(tmp_path / "harbour.sqlite3") as store:
-        game = Harbour(None, None, store)
+        game = Harbour(mud_settings, None, store)
         session: FakeSession = fake_session(uname="Dee", server_data={"room": "market"})
         await game.attributes.load("fisher", "dee")
         game.set_creel(session, Creel(("sole", "sole")))
