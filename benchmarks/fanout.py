@@ -50,6 +50,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
+from _procs import write_calls
 
 #: The floor for fan-out: every line read goes to every connected client (the
 #: sender included), each client with its own writer task that sends all that
@@ -192,22 +193,9 @@ def machine_ticks() -> tuple[int, int]:
     return user + nice + system, irq + softirq + steal
 
 
-def write_calls(pids: list[int]) -> dict[int, int]:
-    """Write system calls made so far (syscw of /proc/<pid>/io), by pid."""
-    calls = {}
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/io") as file:
-                for line in file:
-                    if line.startswith("syscw:"):
-                        calls[pid] = int(line.split()[1])
-        except OSError:
-            pass
-    return calls
-
-
-def ticks_between(before: dict[int, int], after: dict[int, int]) -> int:
-    """CPU ticks used between two readings (a process new since counts in full)."""
+def growth(before: dict[int, int], after: dict[int, int]) -> int:
+    """How much per-process counters (CPU ticks, write calls) grew between two
+    readings (a process new since counts in full)."""
     return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
 
 
@@ -251,9 +239,9 @@ class Server:
         return {pid: ticks for pid, (ticks, _) in reading.items()}
 
     def writes(self) -> dict[int, int]:
-        """Write system calls of each process in the server's tree, by pid."""
-        assert self.process is not None
-        return write_calls(list(tree_cpu(self.process.pid)))
+        """Write system calls of each process in the server's tree (as the last
+        :meth:`cpu` reading found it), by pid."""
+        return write_calls(self.descendants)
 
 
 @asynccontextmanager
@@ -596,8 +584,8 @@ async def say_phase(
         operations=delivered,
         expected=says * (size - 1),
         wall=wall,
-        ticks=ticks_between(before, after),
-        writes=ticks_between(writes_before, writes_after),
+        ticks=growth(before, after),
+        writes=growth(writes_before, writes_after),
         latencies=latencies,
         harness_cpu=harness_cpu,
         machine_cpu=machine_cpu,
@@ -663,8 +651,8 @@ async def look_phase(args: argparse.Namespace, server: Server, label: str, is_mu
         operations=len(latencies),
         expected=size * commands,
         wall=wall,
-        ticks=ticks_between(before, after),
-        writes=ticks_between(writes_before, writes_after),
+        ticks=growth(before, after),
+        writes=growth(writes_before, writes_after),
         latencies=latencies,
         harness_cpu=harness_cpu,
         machine_cpu=machine_cpu,
@@ -796,9 +784,10 @@ def report(args: argparse.Namespace, results: Results) -> None:
         )
     print(
         f"(server CPU from /proc/<pid>/stat in ticks of {tick_us:.0f} us, server processes only;"
-        " wr: write system calls of the server processes (syscw in /proc/<pid>/io) per delivery"
-        " or command; load cpu: this harness; other cpu: all other processes, irq: irq +"
-        " softirq + steal, from /proc/stat)"
+        " wr: write(2) calls of the server processes (syscw in /proc/<pid>/io: send(2), which"
+        " the floors and a telnet drain use, is not counted) per delivery or command;"
+        " load cpu: this harness; other cpu: all other processes, irq: irq + softirq +"
+        " steal, from /proc/stat)"
     )
 
     print()
