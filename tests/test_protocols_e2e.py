@@ -259,14 +259,19 @@ async def test_mccp2_stream_ends_cleanly_on_shutdown(tmp_path: Path) -> None:
         assert mud.mccp_finished
 
 
+async def read_until_a_nop(client: Client) -> None:
+    """Read until an ``IAC NOP`` comes after the connection screen."""
+    with trio.fail_after(10):
+        while bytes((IAC, 241)) not in client.raw.split(b"=====")[-1]:
+            await client._receive()
+
+
 async def test_keepalive_nop_when_output_is_quiet(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, make_settings(tmp_path, telnet_keepalive=0.05))
-        client = Client(await trio.open_tcp_stream("127.0.0.1", server.telnet_port))
+        client = await Client.connect(server.telnet_port)
         await client.welcome()
-        with trio.fail_after(10):
-            while bytes((IAC, 241)) not in client.raw.split(b"=====")[-1]:
-                await client._receive()
+        await read_until_a_nop(client)
         nursery.cancel_scope.cancel()
 
 
@@ -275,13 +280,11 @@ async def test_keepalive_turned_on_by_new_settings_starts_at_once(tmp_path: Path
     async with trio.open_nursery() as nursery:
         settings = make_settings(tmp_path, idle_timeout=0)
         server = await start_server(nursery, settings)
-        client = Client(await trio.open_tcp_stream("127.0.0.1", server.telnet_port))
+        client = await Client.connect(server.telnet_port)
         await client.welcome()
         await trio.testing.wait_all_tasks_blocked()  # the sweeper sleeps its minute
         server.portal.settings = attrs.evolve(settings, telnet_keepalive=0.05)
-        with trio.fail_after(10):
-            while bytes((IAC, 241)) not in client.raw.split(b"=====")[-1]:
-                await client._receive()
+        await read_until_a_nop(client)
         nursery.cancel_scope.cancel()
 
 
