@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import re
 import signal
 import socket
@@ -50,7 +49,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
-from _procs import write_calls
+from _procs import code_version, machine, write_calls
 
 #: The floor for fan-out: every line read goes to every connected client (the
 #: sender included), each client with its own writer task that sends all that
@@ -833,39 +832,6 @@ def report(args: argparse.Namespace, results: Results) -> None:
         print("server stderr: no warnings or errors")
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
-def code_version(directory: str) -> str:
-    """The git commit of ``directory`` and whether trio_mud/ differs from it."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", directory, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "-C", directory, "status", "--porcelain", "--", "trio_mud"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return "(no git information)"
-    if not head:
-        return "(not a git checkout)"
-    return f"git {head}, " + (f"{len(changed)} files in trio_mud/ changed" if changed else "clean")
-
-
 def server_env(pythonpath: str | None) -> dict[str, str]:
     env = dict(os.environ)
     if pythonpath:
@@ -926,10 +892,7 @@ def main() -> None:
             text=True,
             timeout=60,
         )
-    print(
-        f"{os.cpu_count()} cores ({cpu_model()});"
-        f" Python {sys.version.split()[0]}; {platform.platform()}"
-    )
+    print(machine())
     print("load average before the run: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     imported = where.stdout.strip()
     print(f"servers import trio_mud from {imported or where.stderr.strip()}")
